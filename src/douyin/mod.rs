@@ -1,0 +1,3 @@
+//! The Douyin Open Platform wire protocol: token endpoints, error codes, OAuth.
+
+pub mod codes;

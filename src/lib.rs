@@ -1,0 +1,18 @@
+//! douyin-auth: hands-off Douyin Open Platform authentication for tower clients.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![warn(missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod douyin;
+mod error;
+mod source;
+mod token;
+
+pub use error::{DouyinError, Error, SharedError};
+pub use source::{source_fn, FnSource, StaticToken, TokenSource};
+pub use token::Token;
+
+/// A boxed error, as token sources and inner services return them.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

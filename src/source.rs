@@ -1,0 +1,142 @@
+//! [`TokenSource`]: where tokens come from, and the ready-made sources.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use crate::{BoxError, Token};
+
+/// Fetches a new token. The cache calls it, one call at a time per cache, when its token is
+/// missing, stale or reported expired.
+///
+/// Implement it for your own source (a secret store, another service, a mini-app token
+/// endpoint), or use the ready-made ones: [`ClientCredentials`](crate::douyin::ClientCredentials)
+/// for the app's client token, [`UserTokens`](crate::douyin::UserTokens) for a user's stored
+/// tokens, [`source_fn`] for a closure and [`StaticToken`] for a fixed token.
+///
+/// ```
+/// use std::time::Duration;
+/// use douyin_auth::{BoxError, Token, TokenSource};
+///
+/// struct FromVault;
+///
+/// impl TokenSource for FromVault {
+///     async fn fetch(&self) -> Result<Token, BoxError> {
+///         // read the token from wherever it lives
+///         Ok(Token::new("clt.from-vault", Duration::from_secs(7200)))
+///     }
+/// }
+/// ```
+pub trait TokenSource: Send + Sync + 'static {
+    /// Fetches a new token.
+    fn fetch(&self) -> impl Future<Output = Result<Token, BoxError>> + Send;
+}
+
+impl<T: TokenSource> TokenSource for Arc<T> {
+    fn fetch(&self) -> impl Future<Output = Result<Token, BoxError>> + Send {
+        (**self).fetch()
+    }
+}
+
+impl<T: TokenSource> TokenSource for Box<T> {
+    fn fetch(&self) -> impl Future<Output = Result<Token, BoxError>> + Send {
+        (**self).fetch()
+    }
+}
+
+/// A [`TokenSource`] made from a closure; see [`source_fn`].
+#[derive(Clone)]
+pub struct FnSource<F> {
+    f: F,
+}
+
+/// Makes a [`TokenSource`] from a closure returning a future of a token.
+///
+/// ```
+/// use std::time::Duration;
+/// use douyin_auth::{source_fn, BoxError, DouyinAuthLayer, Token};
+///
+/// let layer = DouyinAuthLayer::new(source_fn(|| async {
+///     Ok::<_, BoxError>(Token::new("clt.from-closure", Duration::from_secs(7200)))
+/// }));
+/// # drop(layer);
+/// ```
+pub fn source_fn<F, Fut>(f: F) -> FnSource<F>
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Token, BoxError>> + Send,
+{
+    FnSource { f }
+}
+
+impl<F, Fut> TokenSource for FnSource<F>
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Token, BoxError>> + Send,
+{
+    fn fetch(&self) -> impl Future<Output = Result<Token, BoxError>> + Send {
+        (self.f)()
+    }
+}
+
+impl<F> fmt::Debug for FnSource<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FnSource")
+            .field("f", &std::any::type_name::<F>())
+            .finish()
+    }
+}
+
+/// A [`TokenSource`] that always hands out the same token, which never expires.
+///
+/// ```
+/// use douyin_auth::{DouyinAuthLayer, StaticToken};
+///
+/// let layer = DouyinAuthLayer::new(StaticToken::new("clt.fixed"));
+/// # drop(layer);
+/// ```
+#[derive(Clone, Debug)]
+pub struct StaticToken {
+    token: Token,
+}
+
+impl StaticToken {
+    /// A source of one fixed token that never expires.
+    pub fn new(access_token: impl Into<String>) -> Self {
+        Self {
+            token: Token::never_expiring(access_token),
+        }
+    }
+}
+
+impl From<Token> for StaticToken {
+    /// A source that always hands out `token` (with the expiry it has).
+    fn from(token: Token) -> Self {
+        Self { token }
+    }
+}
+
+impl TokenSource for StaticToken {
+    async fn fetch(&self) -> Result<Token, BoxError> {
+        Ok(self.token.clone())
+    }
+}
+
+/// The object-safe form the cache keeps its source in (the refresh path may allocate).
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+pub(crate) trait DynTokenSource: Send + Sync + 'static {
+    fn fetch_boxed(&self) -> BoxFuture<'_, Result<Token, BoxError>>;
+    fn type_name(&self) -> &'static str;
+}
+
+impl<T: TokenSource> DynTokenSource for T {
+    fn fetch_boxed(&self) -> BoxFuture<'_, Result<Token, BoxError>> {
+        Box::pin(self.fetch())
+    }
+
+    fn type_name(&self) -> &'static str {
+        std::any::type_name::<T>()
+    }
+}
