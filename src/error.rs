@@ -128,6 +128,14 @@ pub enum Error {
     #[error("the token refresh did not finish within {0:?}")]
     RefreshTimeout(Duration),
 
+    /// The token source returned a token that had already expired.
+    #[error("the token source returned a token that has already expired")]
+    ExpiredToken,
+
+    /// The refresh task was stopped before it finished (the runtime is shutting down).
+    #[error("the token refresh was cancelled before it finished")]
+    RefreshCancelled,
+
     /// The token is not a valid HTTP header value (it holds a control character or similar).
     #[error("the token is not a valid HTTP header value")]
     InvalidHeaderValue,
@@ -188,7 +196,12 @@ impl Error {
     pub fn is_token_source(&self) -> bool {
         matches!(
             self,
-            Error::TokenSource(_) | Error::Backoff { .. } | Error::RefreshTimeout(_)
+            Error::TokenSource(_)
+                | Error::Backoff { .. }
+                | Error::RefreshTimeout(_)
+                | Error::ExpiredToken
+                | Error::RefreshCancelled
+                | Error::InvalidHeaderValue
         )
     }
 

@@ -5,12 +5,28 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod body;
+mod cache;
 pub mod douyin;
 mod error;
+pub mod expiry;
+mod layer;
+mod service;
 mod source;
 mod token;
 
+pub use body::{ReplayBody, ResponseBody};
 pub use error::{DouyinError, Error, SharedError};
+pub use layer::{
+    DouyinAuthLayer, DouyinAuthLayerBuilder, TokenPlacement, ACCESS_TOKEN_HEADER, DEFAULT_HOSTS,
+    DEFAULT_PEEK_LIMIT, DEFAULT_REPLAY_LIMIT,
+};
+pub use service::{DouyinAuth, NoRetry};
+
+/// The response future of [`DouyinAuth`].
+pub mod future {
+    pub use crate::service::ResponseFuture;
+}
 pub use source::{source_fn, FnSource, StaticToken, TokenSource};
 pub use token::Token;
 

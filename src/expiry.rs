@@ -1,0 +1,468 @@
+//! Deciding whether a response means "the token has expired or is invalid".
+//!
+//! Douyin answers most errors with HTTP 200 and an error code in a JSON body, so a status-only
+//! rule never fires. [`DouyinExpiry`], the default, says "expired" for HTTP 401 and for JSON
+//! bodies (up to the layer's peek limit) whose code is an expiry code in any of the shapes
+//! Douyin uses: `data.error_code`, `extra.error_code`, `extra.sub_error_code` and `err_no`.
+//! Implement [`ClassifyExpiry`] for other rules; [`GrpcExpiry`] reads gRPC's
+//! `grpc-status: 16` (UNAUTHENTICATED).
+
+use std::borrow::Cow;
+use std::fmt;
+
+use http::{HeaderMap, StatusCode};
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::Deserialize;
+
+use crate::douyin::codes::{DEFAULT_EXPIRY_CODES, DEFAULT_EXPIRY_SUB_CODES};
+
+/// What a classifier concludes from a response's status and headers alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeadVerdict {
+    /// The response says the token has expired or is invalid.
+    Expired,
+    /// The response does not say so; its body is passed on untouched.
+    NotExpired,
+    /// Look at the body (at most the layer's peek limit), then ask
+    /// [`ClassifyExpiry::classify_body`].
+    PeekBody,
+}
+
+/// Decides whether a response means the token used for the request has expired or is invalid.
+///
+/// The layer asks [`classify_head`](Self::classify_head) for every first answer; only when it
+/// says [`HeadVerdict::PeekBody`] does the layer read the body, up to its peek limit, and ask
+/// [`classify_body`](Self::classify_body). The caller always gets the body byte for byte.
+///
+/// ```
+/// use http::{HeaderMap, StatusCode};
+/// use douyin_auth::expiry::{ClassifyExpiry, HeadVerdict};
+///
+/// /// Only HTTP 401 and 403 mean "expired".
+/// #[derive(Clone, Debug)]
+/// struct StatusOnly;
+///
+/// impl ClassifyExpiry for StatusOnly {
+///     fn classify_head(&self, status: StatusCode, _headers: &HeaderMap) -> HeadVerdict {
+///         match status {
+///             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => HeadVerdict::Expired,
+///             _ => HeadVerdict::NotExpired,
+///         }
+///     }
+/// }
+/// ```
+pub trait ClassifyExpiry: Send + Sync + 'static {
+    /// Classifies a response by its status and headers.
+    fn classify_head(&self, status: StatusCode, headers: &HeaderMap) -> HeadVerdict;
+
+    /// Classifies a response by its (complete, at most peek-limit sized) body. Called only after
+    /// [`classify_head`](Self::classify_head) said [`HeadVerdict::PeekBody`]. The default says
+    /// "not expired".
+    fn classify_body(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> bool {
+        let _ = (status, headers, body);
+        false
+    }
+}
+
+/// Douyin's rules, the default classifier: HTTP 401, or a JSON body whose error code is one of
+/// the expiry codes, in every body shape Douyin uses.
+///
+/// The default codes are [`DEFAULT_EXPIRY_CODES`] (2190008, 10008, 28001008, 2190002,
+/// 28001003, 40004) and the sub-codes [`DEFAULT_EXPIRY_SUB_CODES`] (11002). Codes may be
+/// numbers or numeric strings.
+///
+/// ```
+/// use http::{HeaderMap, StatusCode};
+/// use douyin_auth::expiry::{ClassifyExpiry, DouyinExpiry};
+///
+/// let c = DouyinExpiry::default();
+/// let h = HeaderMap::new();
+/// assert!(c.classify_body(StatusCode::OK, &h, br#"{"data":{"error_code":2190008}}"#));
+/// assert!(c.classify_body(StatusCode::OK, &h, br#"{"extra":{"error_code":"2190002"}}"#));
+/// assert!(c.classify_body(StatusCode::OK, &h, br#"{"err_no":28001008,"err_msg":"expired"}"#));
+/// assert!(!c.classify_body(StatusCode::OK, &h, br#"{"data":{"error_code":2190004}}"#));
+///
+/// // your own set of codes
+/// let c = DouyinExpiry::with_codes([12345], []);
+/// assert!(c.classify_body(StatusCode::OK, &h, br#"{"err_no":12345}"#));
+/// ```
+#[derive(Clone, Debug)]
+pub struct DouyinExpiry {
+    codes: Cow<'static, [i64]>,
+    sub_codes: Cow<'static, [i64]>,
+}
+
+impl Default for DouyinExpiry {
+    fn default() -> Self {
+        Self {
+            codes: Cow::Borrowed(DEFAULT_EXPIRY_CODES),
+            sub_codes: Cow::Borrowed(DEFAULT_EXPIRY_SUB_CODES),
+        }
+    }
+}
+
+impl DouyinExpiry {
+    /// Douyin's default codes.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Your own expiry codes and sub-codes instead of the defaults.
+    pub fn with_codes(
+        codes: impl IntoIterator<Item = i64>,
+        sub_codes: impl IntoIterator<Item = i64>,
+    ) -> Self {
+        Self {
+            codes: Cow::Owned(codes.into_iter().collect()),
+            sub_codes: Cow::Owned(sub_codes.into_iter().collect()),
+        }
+    }
+
+    /// The expiry codes in use.
+    pub fn codes(&self) -> &[i64] {
+        &self.codes
+    }
+
+    /// The expiry sub-codes in use.
+    pub fn sub_codes(&self) -> &[i64] {
+        &self.sub_codes
+    }
+
+    /// Whether a Douyin JSON body says the token has expired or is invalid. Malformed JSON,
+    /// non-JSON and bodies without a code say "no". Never panics, whatever the bytes.
+    pub fn body_means_expired(&self, body: &[u8]) -> bool {
+        let Some(codes) = peek_codes(body) else {
+            return false;
+        };
+        let hit = |c: Option<i64>| c.is_some_and(|c| c != 0 && self.codes.contains(&c));
+        hit(codes.data_error_code)
+            || hit(codes.extra_error_code)
+            || hit(codes.err_no)
+            || codes
+                .extra_sub_error_code
+                .is_some_and(|c| c != 0 && self.sub_codes.contains(&c))
+    }
+}
+
+/// Whether the headers say the body is JSON (`application/json`, `text/json`, `…+json`).
+pub fn is_json(headers: &HeaderMap) -> bool {
+    let Some(ct) = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let mime = ct.split(';').next().unwrap_or("").trim();
+    let Some((_, sub)) = mime.split_once('/') else {
+        return false;
+    };
+    let sub = sub.as_bytes();
+    sub.eq_ignore_ascii_case(b"json")
+        || (sub.len() > 5 && sub[sub.len() - 5..].eq_ignore_ascii_case(b"+json"))
+}
+
+impl ClassifyExpiry for DouyinExpiry {
+    fn classify_head(&self, status: StatusCode, headers: &HeaderMap) -> HeadVerdict {
+        if status == StatusCode::UNAUTHORIZED {
+            HeadVerdict::Expired
+        } else if is_json(headers) {
+            HeadVerdict::PeekBody
+        } else {
+            HeadVerdict::NotExpired
+        }
+    }
+
+    fn classify_body(&self, _status: StatusCode, _headers: &HeaderMap, body: &[u8]) -> bool {
+        self.body_means_expired(body)
+    }
+}
+
+/// gRPC's rule: `grpc-status: 16` (UNAUTHENTICATED) in the response headers (a trailers-only
+/// answer, as interceptors that reject a token send), or HTTP 401.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GrpcExpiry;
+
+impl ClassifyExpiry for GrpcExpiry {
+    fn classify_head(&self, status: StatusCode, headers: &HeaderMap) -> HeadVerdict {
+        let unauthenticated = headers
+            .get("grpc-status")
+            .is_some_and(|v| v.as_bytes() == b"16");
+        if unauthenticated || status == StatusCode::UNAUTHORIZED {
+            HeadVerdict::Expired
+        } else {
+            HeadVerdict::NotExpired
+        }
+    }
+}
+
+/// The error codes found in a Douyin body, in each place Douyin puts them.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct PeekedCodes {
+    pub(crate) data_error_code: Option<i64>,
+    pub(crate) extra_error_code: Option<i64>,
+    pub(crate) extra_sub_error_code: Option<i64>,
+    pub(crate) err_no: Option<i64>,
+}
+
+/// Reads only the code fields of a JSON body, skipping everything else without building it.
+pub(crate) fn peek_codes(body: &[u8]) -> Option<PeekedCodes> {
+    let top: Top = serde_json::from_slice(body).ok()?;
+    Some(PeekedCodes {
+        data_error_code: top.data.error_code,
+        extra_error_code: top.extra.error_code,
+        extra_sub_error_code: top.extra.sub_error_code,
+        err_no: top.err_no,
+    })
+}
+
+#[derive(Default)]
+struct Top {
+    data: Codes,
+    extra: Codes,
+    err_no: Option<i64>,
+}
+
+#[derive(Default)]
+struct Codes {
+    error_code: Option<i64>,
+    sub_error_code: Option<i64>,
+}
+
+/// A number, or a string holding one; anything else reads as "no code".
+struct Code(Option<i64>);
+
+impl<'de> Deserialize<'de> for Code {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Code;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a code")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Code, E> {
+                Ok(Code(Some(v)))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Code, E> {
+                Ok(Code(i64::try_from(v).ok()))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Code, E> {
+                let ok = v.fract() == 0.0 && v.abs() < 9.0e15;
+                #[allow(clippy::cast_possible_truncation)]
+                Ok(Code(ok.then_some(v as i64)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Code, E> {
+                Ok(Code(v.trim().parse().ok()))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Code, E> {
+                Ok(Code(None))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Code, E> {
+                Ok(Code(None))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut a: A) -> Result<Code, A::Error> {
+                while a.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Code(None))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Code, A::Error> {
+                while a.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Code(None))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A key we care about, or one we skip; reads escaped keys too.
+enum Key {
+    Data,
+    Extra,
+    ErrNo,
+    ErrorCode,
+    SubErrorCode,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Key;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key, E> {
+                Ok(match v {
+                    "data" => Key::Data,
+                    "extra" => Key::Extra,
+                    "err_no" => Key::ErrNo,
+                    "error_code" => Key::ErrorCode,
+                    "sub_error_code" => Key::SubErrorCode,
+                    _ => Key::Other,
+                })
+            }
+        }
+        d.deserialize_identifier(V)
+    }
+}
+
+/// An object holding codes; any other JSON value reads as "no codes".
+impl<'de> Deserialize<'de> for Codes {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Codes;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Codes, A::Error> {
+                let mut out = Codes::default();
+                while let Some(k) = a.next_key::<Key>()? {
+                    match k {
+                        Key::ErrorCode => out.error_code = a.next_value::<Code>()?.0,
+                        Key::SubErrorCode => out.sub_error_code = a.next_value::<Code>()?.0,
+                        _ => {
+                            a.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(out)
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut a: A) -> Result<Codes, A::Error> {
+                while a.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Codes::default())
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Codes, E> {
+                Ok(Codes::default())
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Codes, E> {
+                Ok(Codes::default())
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Codes, E> {
+                Ok(Codes::default())
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Codes, E> {
+                Ok(Codes::default())
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Codes, E> {
+                Ok(Codes::default())
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Codes, E> {
+                Ok(Codes::default())
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for Top {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Top;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Top, A::Error> {
+                let mut out = Top::default();
+                while let Some(k) = a.next_key::<Key>()? {
+                    match k {
+                        Key::Data => out.data = a.next_value()?,
+                        Key::Extra => out.extra = a.next_value()?,
+                        Key::ErrNo => out.err_no = a.next_value::<Code>()?.0,
+                        _ => {
+                            a.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json_headers(ct: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(http::header::CONTENT_TYPE, ct.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn every_shape_and_code() {
+        let c = DouyinExpiry::default();
+        for code in DEFAULT_EXPIRY_CODES {
+            for body in [
+                format!(
+                    r#"{{"data":{{"error_code":{code},"description":"x"}},"extra":{{"error_code":{code},"logid":"l"}}}}"#
+                ),
+                format!(r#"{{"data":{{"list":[]}},"extra":{{"error_code":{code},"now":1}}}}"#),
+                format!(r#"{{"err_no":{code},"err_msg":"m","log_id":"l","data":{{}}}}"#),
+                format!(r#"{{"err_no":"{code}","err_tips":"m","data":null}}"#),
+            ] {
+                assert!(c.body_means_expired(body.as_bytes()), "{body}");
+            }
+        }
+        assert!(
+            c.body_means_expired(br#"{"data":{},"extra":{"error_code":0,"sub_error_code":11002}}"#)
+        );
+    }
+
+    #[test]
+    fn non_expiry_answers() {
+        let c = DouyinExpiry::default();
+        for body in [
+            &br#"{"data":{"error_code":0,"description":""}}"#[..],
+            br#"{"data":{"error_code":2190004}}"#,
+            br#"{"err_no":28003018}"#,
+            br#"{"data":[1,2,{"error_code":2190008}]}"#,
+            br#"{"nested":{"data":{"error_code":2190008}}}"#,
+            br#"[{"data":{"error_code":2190008}}]"#,
+            br#"{"data":{"error_code":2190008"#,
+            b"not json",
+            b"",
+            br#"{"data":{"error_code":1e400}}"#,
+        ] {
+            assert!(
+                !c.body_means_expired(body),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    #[test]
+    fn escaped_keys_are_read() {
+        let c = DouyinExpiry::default();
+        assert!(c.body_means_expired(br#"{"d\u0061ta":{"error_\u0063ode":2190008}}"#));
+    }
+
+    #[test]
+    fn json_detection() {
+        assert!(is_json(&json_headers("application/json")));
+        assert!(is_json(&json_headers("application/json; charset=utf-8")));
+        assert!(is_json(&json_headers("application/problem+json")));
+        assert!(is_json(&json_headers("text/JSON")));
+        assert!(!is_json(&json_headers("text/plain")));
+        assert!(!is_json(&json_headers("json")));
+        assert!(!is_json(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn grpc_unauthenticated() {
+        let mut h = HeaderMap::new();
+        h.insert("grpc-status", "16".parse().unwrap());
+        assert_eq!(
+            GrpcExpiry.classify_head(StatusCode::OK, &h),
+            HeadVerdict::Expired
+        );
+        h.insert("grpc-status", "0".parse().unwrap());
+        assert_eq!(
+            GrpcExpiry.classify_head(StatusCode::OK, &h),
+            HeadVerdict::NotExpired
+        );
+    }
+}

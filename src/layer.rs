@@ -1,0 +1,436 @@
+//! [`DouyinAuthLayer`] and its builder.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{HeaderName, AUTHORIZATION};
+use http::Uri;
+use tower_layer::Layer;
+
+use crate::cache::{CacheConfig, HeaderFormat, TokenCache};
+use crate::expiry::{ClassifyExpiry, DouyinExpiry};
+use crate::service::DouyinAuth;
+use crate::{Error, Token, TokenSource};
+
+/// The header Douyin reads the token from.
+pub const ACCESS_TOKEN_HEADER: HeaderName = HeaderName::from_static("access-token");
+
+/// The hosts a token is sent to by default: Douyin's OpenAPI host and the same OAuth API on
+/// Toutiao and Xigua. Loopback hosts are always allowed (local proxies, the mock server).
+pub const DEFAULT_HOSTS: &[&str] = &[
+    "open.douyin.com",
+    "open.snssdk.com",
+    "open-api.ixigua.com",
+    "developer.toutiao.com",
+];
+
+/// Default size up to which a request body is buffered so it can be replayed: 64 KiB.
+pub const DEFAULT_REPLAY_LIMIT: usize = 64 * 1024;
+
+/// Default size up to which a JSON response body is read to look for an expiry code: 64 KiB.
+pub const DEFAULT_PEEK_LIMIT: usize = 64 * 1024;
+
+/// Where the token goes on each request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TokenPlacement {
+    /// In a header, as it is. The default is `access-token`, which Douyin's OpenAPI reads.
+    Header(HeaderName),
+    /// In `Authorization: Bearer <token>`.
+    Bearer,
+    /// In a query parameter (older Douyin APIs take `access_token`), percent-encoded.
+    Query(Cow<'static, str>),
+}
+
+impl Default for TokenPlacement {
+    fn default() -> Self {
+        TokenPlacement::Header(ACCESS_TOKEN_HEADER)
+    }
+}
+
+impl TokenPlacement {
+    fn header_format(&self) -> HeaderFormat {
+        match self {
+            TokenPlacement::Bearer => HeaderFormat::Bearer,
+            TokenPlacement::Header(_) | TokenPlacement::Query(_) => HeaderFormat::Raw,
+        }
+    }
+
+    pub(crate) fn header_name(&self) -> Option<HeaderName> {
+        match self {
+            TokenPlacement::Header(name) => Some(name.clone()),
+            TokenPlacement::Bearer => Some(AUTHORIZATION),
+            TokenPlacement::Query(_) => None,
+        }
+    }
+}
+
+/// Which requests may carry a token: the configured hosts over HTTPS, loopback hosts over
+/// HTTP too, and requests with no host at all (the inner service decides where they go, as a
+/// tonic `Channel` does).
+#[derive(Clone, Debug)]
+pub(crate) struct Targets {
+    any_host: bool,
+    hosts: Vec<Box<str>>,
+    allow_http: bool,
+}
+
+impl Default for Targets {
+    fn default() -> Self {
+        Self {
+            any_host: false,
+            hosts: DEFAULT_HOSTS.iter().map(|h| Box::from(*h)).collect(),
+            allow_http: false,
+        }
+    }
+}
+
+pub(crate) fn is_loopback(host: &str) -> bool {
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    bare.eq_ignore_ascii_case("localhost")
+        || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+impl Targets {
+    #[inline]
+    pub(crate) fn check(&self, uri: &Uri) -> Result<(), Error> {
+        let Some(host) = uri.host() else {
+            return Ok(());
+        };
+        let host_ok = self.any_host
+            || self.hosts.iter().any(|h| h.eq_ignore_ascii_case(host))
+            || is_loopback(host);
+        let scheme_ok = match uri.scheme_str() {
+            None | Some("https") => true,
+            Some("http") => self.allow_http || is_loopback(host),
+            Some(_) => false,
+        };
+        if host_ok && scheme_ok {
+            Ok(())
+        } else {
+            Err(Error::DisallowedTarget {
+                target: format!("{}://{}", uri.scheme_str().unwrap_or(""), host),
+            })
+        }
+    }
+}
+
+/// Everything the services of one layer share: the cache and the configuration.
+pub(crate) struct Shared<C> {
+    pub(crate) cache: Arc<TokenCache>,
+    pub(crate) placement: TokenPlacement,
+    pub(crate) header_name: Option<HeaderName>,
+    pub(crate) classifier: C,
+    pub(crate) peek_limit: usize,
+    pub(crate) replay_limit: usize,
+    pub(crate) retry: bool,
+    pub(crate) targets: Targets,
+}
+
+impl<C> fmt::Debug for Shared<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared")
+            .field("cache", &self.cache)
+            .field("placement", &self.placement)
+            .field("classifier", &std::any::type_name::<C>())
+            .field("peek_limit", &self.peek_limit)
+            .field("replay_limit", &self.replay_limit)
+            .field("retry", &self.retry)
+            .field("targets", &self.targets)
+            .finish()
+    }
+}
+
+/// A tower [`Layer`] that attaches a Douyin token to every request, keeps the token fresh,
+/// and, when Douyin answers that the token expired, refreshes it and sends the request once
+/// more.
+///
+/// The cache is created here, in [`new`](Self::new) or [`DouyinAuthLayerBuilder::build`]:
+/// every service built from this layer, every clone of the layer and every clone of those
+/// services share one cache and one refresh at a time. Build one layer per token (per app for
+/// the client token, per user for a user token) and clone it freely.
+///
+/// ```
+/// use std::convert::Infallible;
+/// use bytes::Bytes;
+/// use douyin_auth::{DouyinAuthLayer, StaticToken};
+/// use http_body_util::Full;
+/// use tower::{service_fn, ServiceBuilder, ServiceExt};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let api = service_fn(|req: http::Request<Full<Bytes>>| async move {
+///     assert_eq!(req.headers()["access-token"], "clt.example");
+///     Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from("{}"))))
+/// });
+/// let client = ServiceBuilder::new()
+///     .layer(DouyinAuthLayer::new(StaticToken::new("clt.example")))
+///     .service(api);
+/// let response = client.oneshot(http::Request::new(Full::default())).await.unwrap();
+/// assert_eq!(response.status(), 200);
+/// # }
+/// ```
+pub struct DouyinAuthLayer<C = DouyinExpiry> {
+    shared: Arc<Shared<C>>,
+}
+
+impl<C> Clone for DouyinAuthLayer<C> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<C> fmt::Debug for DouyinAuthLayer<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DouyinAuthLayer")
+            .field("shared", &self.shared)
+            .finish()
+    }
+}
+
+impl DouyinAuthLayer {
+    /// A layer with the default options, fetching tokens from `source`.
+    pub fn new<T: TokenSource>(source: T) -> Self {
+        Self::builder(source).build()
+    }
+
+    /// A builder for a layer fetching tokens from `source`, to set options.
+    pub fn builder<T: TokenSource>(source: T) -> DouyinAuthLayerBuilder {
+        DouyinAuthLayerBuilder {
+            source: Box::new(source),
+            config: CacheConfig::default(),
+            placement: TokenPlacement::default(),
+            classifier: DouyinExpiry::default(),
+            peek_limit: DEFAULT_PEEK_LIMIT,
+            replay_limit: DEFAULT_REPLAY_LIMIT,
+            retry: true,
+            targets: Targets::default(),
+        }
+    }
+}
+
+impl<C> DouyinAuthLayer<C> {
+    pub(crate) fn shared(&self) -> &Arc<Shared<C>> {
+        &self.shared
+    }
+
+    /// The token cached now, if any (it may be stale or expired). Handle with care.
+    pub fn cached_token(&self) -> Option<Token> {
+        self.shared.cache.current_token()
+    }
+}
+
+impl<S, C> Layer<S> for DouyinAuthLayer<C> {
+    type Service = DouyinAuth<S, C>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        DouyinAuth::from_shared(inner, Arc::clone(&self.shared))
+    }
+}
+
+/// Options of a [`DouyinAuthLayer`]; from [`DouyinAuthLayer::builder`].
+///
+/// The defaults suit Douyin: its client token lives 2 hours and a user token 15 days, so a
+/// token is refreshed in the background from 10 minutes before it expires (minus up to one
+/// minute of jitter, so a fleet spreads out), and is never sent in its last 30 seconds.
+///
+/// ```
+/// use std::time::Duration;
+/// use douyin_auth::{DouyinAuthLayer, StaticToken, TokenPlacement};
+///
+/// let layer = DouyinAuthLayer::builder(StaticToken::new("clt.example"))
+///     .refresh_margin(Duration::from_secs(15 * 60))
+///     .refresh_timeout(Duration::from_secs(10))
+///     .placement(TokenPlacement::Bearer)
+///     .build();
+/// # drop(layer);
+/// ```
+#[must_use]
+pub struct DouyinAuthLayerBuilder<C = DouyinExpiry> {
+    source: Box<dyn crate::source::DynTokenSource>,
+    config: CacheConfig,
+    placement: TokenPlacement,
+    classifier: C,
+    peek_limit: usize,
+    replay_limit: usize,
+    retry: bool,
+    targets: Targets,
+}
+
+impl<C> fmt::Debug for DouyinAuthLayerBuilder<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DouyinAuthLayerBuilder")
+            .field("source", &self.source.type_name())
+            .field("config", &self.config)
+            .field("placement", &self.placement)
+            .field("classifier", &std::any::type_name::<C>())
+            .field("peek_limit", &self.peek_limit)
+            .field("replay_limit", &self.replay_limit)
+            .field("retry", &self.retry)
+            .field("targets", &self.targets)
+            .finish()
+    }
+}
+
+impl<C> DouyinAuthLayerBuilder<C> {
+    /// How long before expiry a token counts as stale: it is still sent, and one background
+    /// refresh starts. Default: 10 minutes. For a token that lives less than twice this long,
+    /// half its lifetime is used instead.
+    pub fn refresh_margin(mut self, margin: Duration) -> Self {
+        self.config.refresh_margin = margin;
+        self
+    }
+
+    /// How long before its real expiry a token counts as expired and is no longer sent
+    /// (slack for clock drift and network time). Default: 30 seconds; at most a quarter of a
+    /// token's lifetime is used.
+    pub fn expiry_margin(mut self, margin: Duration) -> Self {
+        self.config.expiry_margin = margin;
+        self
+    }
+
+    /// The most the background refresh starts earlier, at random, so that instances started
+    /// together do not refresh together. Default: 1 minute; `Duration::ZERO` turns it off.
+    pub fn jitter(mut self, jitter: Duration) -> Self {
+        self.config.jitter = jitter;
+        self
+    }
+
+    /// The least time between a refresh and the next background refresh, so that a source
+    /// returning short-lived tokens cannot cause a refresh storm. Default: 10 seconds.
+    pub fn min_refresh_interval(mut self, interval: Duration) -> Self {
+        self.config.min_refresh_interval = interval;
+        self
+    }
+
+    /// The back-off after failed refreshes: starts at `floor`, doubles per failure, at most
+    /// `cap` (with jitter, never below `floor`). A rate-limit answer from Douyin backs off for
+    /// `cap` at once. Defaults: 1 second and 1 minute. A still-valid token keeps being sent
+    /// meanwhile; requests that have no valid token fail at once with [`Error::Backoff`].
+    pub fn backoff(mut self, floor: Duration, cap: Duration) -> Self {
+        self.config.backoff_floor = floor;
+        self.config.backoff_cap = cap.max(floor);
+        self
+    }
+
+    /// How long one refresh may take before it fails with [`Error::RefreshTimeout`].
+    /// Default: 30 seconds.
+    pub fn refresh_timeout(mut self, timeout: Duration) -> Self {
+        self.config.refresh_timeout = timeout;
+        self
+    }
+
+    /// Where the token goes. Default: the `access-token` header.
+    pub fn placement(mut self, placement: TokenPlacement) -> Self {
+        self.placement = placement;
+        self
+    }
+
+    /// How much of a JSON response is read, at most, to look for an expiry code. A larger
+    /// answer is passed on untouched and not classified by its body. Default: 64 KiB.
+    pub fn peek_limit(mut self, bytes: usize) -> Self {
+        self.peek_limit = bytes;
+        self
+    }
+
+    /// The largest request body that is buffered so the request can be sent again after an
+    /// expiry. Larger bodies and bodies of unknown size go out once. Default: 64 KiB.
+    pub fn replay_limit(mut self, bytes: usize) -> Self {
+        self.replay_limit = bytes;
+        self
+    }
+
+    /// Whether a request whose token was rejected is sent once more with a new token.
+    /// Default: true. Turned off, nothing is buffered and the rejected token is still dropped
+    /// from the cache, so the next request gets a new one.
+    pub fn retry_on_expiry(mut self, retry: bool) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Also sends the token to `host` (exact name, any case), over HTTPS.
+    pub fn allow_host(mut self, host: impl Into<String>) -> Self {
+        self.targets.hosts.push(host.into().into_boxed_str());
+        self
+    }
+
+    /// Sends the token to any host. Use it only when the inner service decides the host.
+    pub fn allow_any_host(mut self) -> Self {
+        self.targets.any_host = true;
+        self
+    }
+
+    /// Sends the token over plain HTTP to non-loopback hosts too (loopback always may).
+    /// Default: false.
+    pub fn allow_insecure_http(mut self, allow: bool) -> Self {
+        self.targets.allow_http = allow;
+        self
+    }
+
+    /// Uses `classifier` to decide whether a response means the token expired.
+    /// Default: [`DouyinExpiry`].
+    pub fn classifier<C2: ClassifyExpiry>(self, classifier: C2) -> DouyinAuthLayerBuilder<C2> {
+        DouyinAuthLayerBuilder {
+            source: self.source,
+            config: self.config,
+            placement: self.placement,
+            classifier,
+            peek_limit: self.peek_limit,
+            replay_limit: self.replay_limit,
+            retry: self.retry,
+            targets: self.targets,
+        }
+    }
+
+    /// Builds the layer and its cache.
+    pub fn build(self) -> DouyinAuthLayer<C> {
+        let cache = TokenCache::new(self.source, self.config, self.placement.header_format());
+        DouyinAuthLayer {
+            shared: Arc::new(Shared {
+                cache: Arc::new(cache),
+                header_name: self.placement.header_name(),
+                placement: self.placement,
+                classifier: self.classifier,
+                peek_limit: self.peek_limit,
+                replay_limit: self.replay_limit,
+                retry: self.retry,
+                targets: self.targets,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets() {
+        let t = Targets::default();
+        let ok = |u: &str| t.check(&u.parse().unwrap()).is_ok();
+        assert!(ok("/oauth/x"));
+        assert!(ok("https://open.douyin.com/x"));
+        assert!(ok("https://OPEN.douyin.com/x"));
+        assert!(ok("http://127.0.0.1:8080/x"));
+        assert!(ok("http://[::1]:8080/x"));
+        assert!(ok("http://localhost/x"));
+        assert!(!ok("http://open.douyin.com/x"));
+        assert!(!ok("https://evil.example/x"));
+        assert!(!ok("https://open.douyin.com.evil.example/x"));
+        let err = t
+            .check(
+                &"https://evil.example/x?access_token=secret"
+                    .parse()
+                    .unwrap(),
+            )
+            .unwrap_err();
+        assert!(!err.to_string().contains("secret"));
+    }
+}

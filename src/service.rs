@@ -1,0 +1,664 @@
+//! [`DouyinAuth`], the service, and its [`ResponseFuture`].
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::CONTENT_LENGTH;
+use http::{Extensions, HeaderMap, Method, Request, Response, Uri, Version};
+use http_body::{Body, Frame};
+use pin_project_lite::pin_project;
+use tower_service::Service;
+
+use crate::body::{contiguous, ReplayBody, ResponseBody};
+use crate::cache::Ready;
+use crate::expiry::{ClassifyExpiry, HeadVerdict};
+use crate::layer::{Shared, TokenPlacement};
+use crate::source::BoxFuture;
+use crate::{BoxError, Error};
+
+/// A request extension that turns the retry off for one request: its body is not buffered and
+/// an "expired" answer reaches the caller as it came (the rejected token is still dropped
+/// from the cache, so the next request gets a new one).
+///
+/// ```
+/// let mut req = http::Request::new(http_body_util::Full::<bytes::Bytes>::default());
+/// req.extensions_mut().insert(douyin_auth::NoRetry);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NoRetry;
+
+/// The service [`DouyinAuthLayer`](crate::DouyinAuthLayer) makes: it attaches the token to
+/// each request and sends a request once more when the answer says the token expired.
+///
+/// # Clone
+///
+/// The inner service must be `Clone`: each call moves the instance that was polled ready into
+/// the response future (tower's "clone and swap"), which also sends the retry. Wrap a service
+/// that is not `Clone` in `tower::buffer::Buffer`.
+///
+/// # Retry semantics
+///
+/// A request is sent at most twice. It is sent again only when the classifier says the first
+/// answer means "expired or invalid token" and the request body could be replayed (empty, or
+/// of known size up to the replay limit) and the request carries no [`NoRetry`]. Before the
+/// retry the rejected token is dropped from the cache, unless a newer one replaced it already,
+/// and the request waits for the one refresh in flight. The second answer reaches the caller
+/// whatever it says.
+pub struct DouyinAuth<S, C = crate::expiry::DouyinExpiry> {
+    inner: S,
+    shared: Arc<Shared<C>>,
+}
+
+impl<S: Clone, C> Clone for DouyinAuth<S, C> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<S: fmt::Debug, C> fmt::Debug for DouyinAuth<S, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DouyinAuth")
+            .field("inner", &self.inner)
+            .field("shared", &self.shared)
+            .finish()
+    }
+}
+
+impl<S, C> DouyinAuth<S, C> {
+    pub(crate) fn from_shared(inner: S, shared: Arc<Shared<C>>) -> Self {
+        Self { inner, shared }
+    }
+
+    /// Wraps `inner` with `layer`'s cache and options (the same as `layer.layer(inner)`).
+    pub fn new(inner: S, layer: &crate::DouyinAuthLayer<C>) -> Self {
+        Self::from_shared(inner, Arc::clone(layer.shared()))
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service, unwrapped.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, C, ReqBody, ResBody> Service<Request<ReqBody>> for DouyinAuth<S, C>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    S::Error: Into<BoxError>,
+    ReqBody: ReplayBody,
+    ReqBody::Error: Into<BoxError>,
+    ResBody: Body<Data = Bytes> + Unpin,
+    C: ClassifyExpiry,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = Error;
+    type Future = ResponseFuture<S, ReqBody, ResBody, C>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner
+            .poll_ready(cx)
+            .map_err(|e| Error::Service(e.into()))
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let mut shared = Arc::clone(&self.shared);
+        let mut request = None;
+        let mut replay = None;
+        let mut token = None;
+        let state = if let Err(e) = shared.targets.check(req.uri()) {
+            State::Failed { error: Some(e) }
+        } else if let Some(ready) = shared.cache.lookup() {
+            Begin {
+                inner: &mut inner,
+                shared: &mut shared,
+                replay: &mut replay,
+                token: &mut token,
+            }
+            .begin(req, ready)
+        } else {
+            request = Some(req);
+            State::WaitToken {
+                wait: Box::pin(Arc::clone(&shared.cache).wait()),
+            }
+        };
+        ResponseFuture {
+            state,
+            inner,
+            shared,
+            request,
+            replay,
+            token,
+            retried: false,
+        }
+    }
+}
+
+/// What is kept of a request to send it a second time: everything but the token.
+struct Replay {
+    method: Method,
+    uri: Uri,
+    version: Version,
+    headers: HeaderMap,
+    extensions: Extensions,
+    body: Bytes,
+}
+
+impl Replay {
+    fn capture(parts: &http::request::Parts, body: Bytes) -> Self {
+        Self {
+            method: parts.method.clone(),
+            uri: parts.uri.clone(),
+            version: parts.version,
+            headers: parts.headers.clone(),
+            extensions: parts.extensions.clone(),
+            body,
+        }
+    }
+
+    fn into_request<B: ReplayBody>(self) -> Request<B> {
+        let mut req = Request::new(B::from_bytes(self.body));
+        *req.method_mut() = self.method;
+        *req.uri_mut() = self.uri;
+        *req.version_mut() = self.version;
+        *req.headers_mut() = self.headers;
+        *req.extensions_mut() = self.extensions;
+        req
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, ReqBody, ResBody> {
+        Start,
+        Failed { error: Option<Error> },
+        WaitToken { wait: BoxFuture<'static, Result<Ready, Error>> },
+        Buffer {
+            #[pin]
+            body: ReqBody,
+            parts: Option<http::request::Parts>,
+            buf: BufferedBytes,
+        },
+        Send { #[pin] fut: F },
+        Peek {
+            head: Option<http::response::Parts>,
+            body: Option<ResBody>,
+            frames: VecDeque<Frame<Bytes>>,
+            seen: usize,
+        },
+        Refresh { wait: BoxFuture<'static, Result<Ready, Error>> },
+        RetryReady,
+        Retry { #[pin] fut: F },
+        Done,
+    }
+}
+
+pin_project! {
+    /// Response future of [`DouyinAuth`].
+    #[must_use = "futures do nothing unless polled"]
+    pub struct ResponseFuture<S, ReqBody, ResBody, C>
+    where
+        S: Service<Request<ReqBody>>,
+    {
+        #[pin]
+        state: State<S::Future, ReqBody, ResBody>,
+        inner: S,
+        shared: Arc<Shared<C>>,
+        request: Option<Request<ReqBody>>,
+        replay: Option<Replay>,
+        token: Option<Ready>,
+        retried: bool,
+    }
+}
+
+impl<S, ReqBody, ResBody, C> fmt::Debug for ResponseFuture<S, ReqBody, ResBody, C>
+where
+    S: Service<Request<ReqBody>>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("retried", &self.retried)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Request body bytes collected for replay; one frame is kept as it is, never copied.
+#[derive(Default)]
+struct BufferedBytes {
+    first: Option<Bytes>,
+    more: Option<BytesMut>,
+}
+
+impl BufferedBytes {
+    fn push(&mut self, mut data: impl Buf) {
+        let len = data.remaining();
+        match (&mut self.first, &mut self.more) {
+            (None, None) => self.first = Some(data.copy_to_bytes(len)),
+            (Some(first), None) => {
+                let mut m = BytesMut::with_capacity(first.len() + len);
+                m.extend_from_slice(first);
+                while data.has_remaining() {
+                    let chunk = data.chunk();
+                    let n = chunk.len();
+                    m.extend_from_slice(chunk);
+                    data.advance(n);
+                }
+                self.first = None;
+                self.more = Some(m);
+            }
+            (_, Some(m)) => {
+                while data.has_remaining() {
+                    let chunk = data.chunk();
+                    let n = chunk.len();
+                    m.extend_from_slice(chunk);
+                    data.advance(n);
+                }
+            }
+        }
+    }
+
+    fn finish(self) -> Bytes {
+        match (self.first, self.more) {
+            (_, Some(m)) => m.freeze(),
+            (Some(b), None) => b,
+            (None, None) => Bytes::new(),
+        }
+    }
+}
+
+/// Whether a body can be buffered for replay within `limit`.
+fn replayable<B: Body>(body: &B, limit: usize) -> bool {
+    body.is_end_stream()
+        || body
+            .size_hint()
+            .exact()
+            .is_some_and(|n| usize::try_from(n).is_ok_and(|n| n <= limit))
+}
+
+/// Puts the token where the layer is configured to put it.
+fn attach<B>(
+    req: &mut Request<B>,
+    ready: &Ready,
+    shared: &Shared<impl Sized>,
+) -> Result<(), Error> {
+    if let Some(name) = &shared.header_name {
+        req.headers_mut().insert(name.clone(), ready.header.clone());
+        return Ok(());
+    }
+    if let TokenPlacement::Query(param) = &shared.placement {
+        let token = ready
+            .header
+            .to_str()
+            .map_err(|_| Error::InvalidHeaderValue)?;
+        let uri = req.uri();
+        let mut pq = String::with_capacity(uri.path().len() + param.len() + token.len() + 16);
+        pq.push_str(uri.path());
+        pq.push('?');
+        if let Some(q) = uri.query().filter(|q| !q.is_empty()) {
+            pq.push_str(q);
+            pq.push('&');
+        }
+        pq.push_str(param);
+        pq.push('=');
+        percent_encode_into(token, &mut pq);
+        let mut parts = uri.clone().into_parts();
+        parts.path_and_query = Some(pq.parse().map_err(|_| Error::InvalidHeaderValue)?);
+        *req.uri_mut() = Uri::from_parts(parts).map_err(|_| Error::InvalidHeaderValue)?;
+    }
+    Ok(())
+}
+
+fn percent_encode_into(s: &str, out: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for &b in s.as_bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 15)]));
+        }
+    }
+}
+
+fn send_first<S, ReqBody, ResBody, C>(
+    inner: &mut S,
+    shared: &Shared<C>,
+    token: &mut Option<Ready>,
+    mut req: Request<ReqBody>,
+    ready: Ready,
+) -> State<S::Future, ReqBody, ResBody>
+where
+    S: Service<Request<ReqBody>>,
+{
+    if let Err(e) = attach(&mut req, &ready, shared) {
+        return State::Failed { error: Some(e) };
+    }
+    *token = Some(ready);
+    State::Send {
+        fut: inner.call(req),
+    }
+}
+
+impl<S, ReqBody, ResBody, C> Future for ResponseFuture<S, ReqBody, ResBody, C>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S::Error: Into<BoxError>,
+    ReqBody: ReplayBody,
+    ReqBody::Error: Into<BoxError>,
+    ResBody: Body<Data = Bytes> + Unpin,
+    C: ClassifyExpiry,
+{
+    type Output = Result<Response<ResponseBody<ResBody>>, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            let next = match this.state.as_mut().project() {
+                StateProj::Start | StateProj::Done => {
+                    return Poll::Ready(Err(Error::Protocol(
+                        "response future polled after completion".into(),
+                    )));
+                }
+                StateProj::Failed { error } => {
+                    let e = error.take().unwrap_or(Error::InvalidHeaderValue);
+                    this.state.set(State::Done);
+                    return Poll::Ready(Err(e));
+                }
+                StateProj::WaitToken { wait } => {
+                    let ready = match ready!(wait.as_mut().poll(cx)) {
+                        Ok(r) => r,
+                        Err(e) => {
+                            this.state.set(State::Done);
+                            return Poll::Ready(Err(e));
+                        }
+                    };
+                    let Some(req) = this.request.take() else {
+                        this.state.set(State::Done);
+                        return Poll::Ready(Err(Error::Protocol("request already sent".into())));
+                    };
+                    Begin {
+                        inner: this.inner,
+                        shared: this.shared,
+                        replay: this.replay,
+                        token: this.token,
+                    }
+                    .begin(req, ready)
+                }
+                StateProj::Buffer {
+                    mut body,
+                    parts,
+                    buf,
+                } => loop {
+                    match ready!(body.as_mut().poll_frame(cx)) {
+                        Some(Ok(frame)) => {
+                            if let Ok(data) = frame.into_data() {
+                                buf.push(data);
+                            }
+                            // Trailers of a request body cannot be replayed and are dropped.
+                        }
+                        Some(Err(e)) => {
+                            this.state.set(State::Done);
+                            return Poll::Ready(Err(Error::Body(e.into())));
+                        }
+                        None => {
+                            let bytes = std::mem::take(buf).finish();
+                            let Some(parts) = parts.take() else {
+                                this.state.set(State::Done);
+                                return Poll::Ready(Err(Error::Protocol(
+                                    "request parts missing".into(),
+                                )));
+                            };
+                            *this.replay = Some(Replay::capture(&parts, bytes.clone()));
+                            let req = Request::from_parts(parts, ReqBody::from_bytes(bytes));
+                            let Some(ready) = this.token.take() else {
+                                this.state.set(State::Done);
+                                return Poll::Ready(Err(Error::Protocol("token missing".into())));
+                            };
+                            break send_first(this.inner, this.shared, this.token, req, ready);
+                        }
+                    }
+                },
+                StateProj::Send { fut } => {
+                    let res = match ready!(fut.poll(cx)) {
+                        Ok(res) => res,
+                        Err(e) => {
+                            this.state.set(State::Done);
+                            return Poll::Ready(Err(Error::Service(e.into())));
+                        }
+                    };
+                    match this
+                        .shared
+                        .classifier
+                        .classify_head(res.status(), res.headers())
+                    {
+                        HeadVerdict::NotExpired => {
+                            this.state.set(State::Done);
+                            return Poll::Ready(Ok(res.map(ResponseBody::passthrough)));
+                        }
+                        HeadVerdict::Expired => {
+                            match on_expired(this.shared, this.token, this.replay, *this.retried) {
+                                Some(next) => next,
+                                None => {
+                                    this.state.set(State::Done);
+                                    return Poll::Ready(Ok(res.map(ResponseBody::passthrough)));
+                                }
+                            }
+                        }
+                        HeadVerdict::PeekBody => {
+                            if too_large(&res, this.shared.peek_limit) {
+                                this.state.set(State::Done);
+                                return Poll::Ready(Ok(res.map(ResponseBody::passthrough)));
+                            }
+                            let (head, body) = res.into_parts();
+                            State::Peek {
+                                head: Some(head),
+                                body: Some(body),
+                                frames: VecDeque::new(),
+                                seen: 0,
+                            }
+                        }
+                    }
+                }
+                StateProj::Peek {
+                    head,
+                    body,
+                    frames,
+                    seen,
+                } => {
+                    let limit = this.shared.peek_limit;
+                    let mut ended = false;
+                    let mut error = None;
+                    if let Some(b) = body.as_mut() {
+                        loop {
+                            if b.is_end_stream() {
+                                ended = true;
+                                break;
+                            }
+                            match ready!(Pin::new(&mut *b).poll_frame(cx)) {
+                                Some(Ok(frame)) => {
+                                    if let Some(d) = frame.data_ref() {
+                                        *seen = seen.saturating_add(d.len());
+                                    }
+                                    frames.push_back(frame);
+                                    if *seen > limit {
+                                        break;
+                                    }
+                                }
+                                Some(Err(e)) => {
+                                    error = Some(e);
+                                    break;
+                                }
+                                None => {
+                                    ended = true;
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    let Some(head) = head.take() else {
+                        this.state.set(State::Done);
+                        return Poll::Ready(Err(Error::Protocol("response head missing".into())));
+                    };
+                    let rest = if ended { None } else { body.take() };
+                    let expired = ended
+                        && error.is_none()
+                        && this.shared.classifier.classify_body(
+                            head.status,
+                            &head.headers,
+                            &contiguous(frames),
+                        );
+                    let next = if expired {
+                        on_expired(this.shared, this.token, this.replay, *this.retried)
+                    } else {
+                        None
+                    };
+                    match next {
+                        Some(next) => next,
+                        None => {
+                            let body = ResponseBody::replay(std::mem::take(frames), error, rest);
+                            this.state.set(State::Done);
+                            return Poll::Ready(Ok(Response::from_parts(head, body)));
+                        }
+                    }
+                }
+                StateProj::Refresh { wait } => match ready!(wait.as_mut().poll(cx)) {
+                    Ok(ready) => {
+                        *this.token = Some(ready);
+                        State::RetryReady
+                    }
+                    Err(e) => {
+                        this.state.set(State::Done);
+                        return Poll::Ready(Err(e));
+                    }
+                },
+                StateProj::RetryReady => {
+                    if let Err(e) = ready!(this.inner.poll_ready(cx)) {
+                        this.state.set(State::Done);
+                        return Poll::Ready(Err(Error::Service(e.into())));
+                    }
+                    let (Some(replay), Some(ready)) = (this.replay.take(), this.token.as_ref())
+                    else {
+                        this.state.set(State::Done);
+                        return Poll::Ready(Err(Error::Protocol("replay missing".into())));
+                    };
+                    let mut req = replay.into_request::<ReqBody>();
+                    if let Err(e) = attach(&mut req, ready, this.shared) {
+                        this.state.set(State::Done);
+                        return Poll::Ready(Err(e));
+                    }
+                    *this.retried = true;
+                    tracing::debug!(
+                        target: "douyin_auth",
+                        generation = ready.generation,
+                        "retry sent"
+                    );
+                    State::Retry {
+                        fut: this.inner.call(req),
+                    }
+                }
+                StateProj::Retry { fut } => {
+                    let res = ready!(fut.poll(cx));
+                    this.state.set(State::Done);
+                    return Poll::Ready(match res {
+                        Ok(res) => Ok(res.map(ResponseBody::passthrough)),
+                        Err(e) => Err(Error::Service(e.into())),
+                    });
+                }
+            };
+            this.state.set(next);
+        }
+    }
+}
+
+/// Borrowed fields of the future, so `begin` can run from inside `poll`.
+struct Begin<'a, S, C> {
+    inner: &'a mut S,
+    shared: &'a mut Arc<Shared<C>>,
+    replay: &'a mut Option<Replay>,
+    token: &'a mut Option<Ready>,
+}
+
+impl<S, C> Begin<'_, S, C> {
+    fn begin<ReqBody, ResBody>(
+        &mut self,
+        req: Request<ReqBody>,
+        ready: Ready,
+    ) -> State<S::Future, ReqBody, ResBody>
+    where
+        S: Service<Request<ReqBody>>,
+        ReqBody: ReplayBody,
+    {
+        let retry = self.shared.retry && req.extensions().get::<crate::NoRetry>().is_none();
+        if !retry || !replayable(req.body(), self.shared.replay_limit) {
+            return send_first(self.inner, self.shared, self.token, req, ready);
+        }
+        let (parts, body) = req.into_parts();
+        if body.is_end_stream() {
+            *self.replay = Some(Replay::capture(&parts, Bytes::new()));
+            let req = Request::from_parts(parts, body);
+            return send_first(self.inner, self.shared, self.token, req, ready);
+        }
+        *self.token = Some(ready);
+        State::Buffer {
+            body,
+            parts: Some(parts),
+            buf: BufferedBytes::default(),
+        }
+    }
+}
+
+/// Whether the declared size of a response is over the peek limit.
+fn too_large<B: Body>(res: &Response<B>, limit: usize) -> bool {
+    let declared = res
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let lower = res.body().size_hint().lower();
+    let limit = u64::try_from(limit).unwrap_or(u64::MAX);
+    declared.is_some_and(|n| n > limit) || lower > limit
+}
+
+/// The token was rejected: drop it from the cache (if it is still the one used) and, when
+/// the request can be sent again and was not yet, wait for the refresh.
+fn on_expired<F, ReqBody, ResBody, C>(
+    shared: &Arc<Shared<C>>,
+    token: &Option<Ready>,
+    replay: &Option<Replay>,
+    retried: bool,
+) -> Option<State<F, ReqBody, ResBody>> {
+    let generation = token.as_ref().map(|t| t.generation);
+    if let Some(generation) = generation {
+        shared.cache.invalidate(generation);
+    }
+    let will_retry = !retried && replay.is_some();
+    tracing::debug!(
+        target: "douyin_auth",
+        generation,
+        retry = will_retry,
+        "token expiry detected"
+    );
+    will_retry.then(|| State::Refresh {
+        wait: Box::pin(Arc::clone(&shared.cache).wait()),
+    })
+}
