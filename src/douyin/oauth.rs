@@ -318,3 +318,160 @@ impl<C> fmt::Debug for OAuthClient<C> {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use http::Method;
+
+    use super::*;
+    use crate::douyin::codes::CodeKind;
+    use crate::douyin::http::test_support::mock;
+
+    fn query(url: &str) -> Vec<(String, String)> {
+        let (_, q) = url.split_once('?').unwrap();
+        form_urlencoded::parse(q.as_bytes()).into_owned().collect()
+    }
+
+    #[test]
+    fn authorization_url_encodes_every_parameter() {
+        let state = State::from_string("st&ate=1");
+        let (url, returned) = AuthorizationUrl::new("key 1", "https://app.example/cb?x=1&y=2")
+            .scopes(["user_info", "video.list.bind"])
+            .optional_scope("mobile", true)
+            .optional_scope("friend_relation", false)
+            .state(state.clone())
+            .build()
+            .unwrap();
+        assert_eq!(returned, state);
+        assert!(
+            url.starts_with("https://open.douyin.com/platform/oauth/connect/?"),
+            "{url}"
+        );
+        assert!(
+            url.contains("redirect_uri=https%3A%2F%2Fapp.example%2Fcb%3Fx%3D1%26y%3D2"),
+            "{url}"
+        );
+        assert_eq!(
+            query(&url),
+            [
+                ("client_key".into(), "key 1".into()),
+                ("response_type".into(), "code".into()),
+                ("scope".into(), "user_info,video.list.bind".into()),
+                (
+                    "redirect_uri".into(),
+                    "https://app.example/cb?x=1&y=2".into()
+                ),
+                ("state".into(), "st&ate=1".into()),
+                ("optionalScope".into(), "mobile,1,friend_relation,0".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn generated_states_are_random_hex_and_verified_exactly() {
+        let (url, state) = AuthorizationUrl::new("k", "https://a/cb")
+            .scope("user_info")
+            .base_url("https://open.snssdk.com/")
+            .build()
+            .unwrap();
+        assert!(url.starts_with("https://open.snssdk.com/platform/oauth/connect/?"));
+        assert!(!url.contains("optionalScope"));
+        let s = state.as_str();
+        assert_eq!(s.len(), 64);
+        assert!(s.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert!(query(&url).contains(&("state".into(), s.to_owned())));
+        assert_ne!(State::generate().unwrap(), State::generate().unwrap());
+
+        assert!(verify_state(&state, s));
+        assert!(!verify_state(&state, &s[..63]));
+        assert!(!verify_state(&state, ""));
+        assert!(!verify_state(&state, &s.to_uppercase()));
+    }
+
+    #[test]
+    fn debug_shows_no_state_or_secret() {
+        let state = State::from_string("STATEVALUE");
+        assert!(!format!("{state:?}").contains("STATEVALUE"));
+        let builder = AuthorizationUrl::new("k", "https://a/cb").state(state);
+        assert!(!format!("{builder:?}").contains("STATEVALUE"));
+        let (client, _) = mock(vec![]);
+        let oauth = OAuthClient::with_client("visible_key", "SECRET", client);
+        let dbg = format!("{oauth:?}");
+        assert!(
+            dbg.contains("visible_key") && !dbg.contains("SECRET"),
+            "{dbg}"
+        );
+    }
+
+    #[tokio::test]
+    async fn exchange_code_posts_the_form_and_builds_a_user_token() {
+        let body = r#"{"data": {"access_token": "act.A", "description": "", "error_code": 0, "expires_in": "1296000",
+            "open_id": "open-9", "refresh_expires_in": 2592000, "refresh_token": "rft.R", "scope": "user_info,video.data",
+            "log_id": "L", "captcha": "", "desc_url": ""}, "message": "success"}"#;
+        let (client, seen) = mock(vec![(200, body)]);
+        let oauth = OAuthClient::with_client("key1", "SECRET", client);
+        let token = oauth.exchange_code("CODE&1").await.unwrap();
+        assert_eq!(token.secret(), "act.A");
+        assert_eq!(token.expires_in(), Duration::from_secs(1_296_000));
+        assert_eq!(token.open_id(), Some("open-9"));
+        assert_eq!(token.refresh_token(), Some("rft.R"));
+        assert_eq!(
+            token.refresh_expires_in(),
+            Some(Duration::from_secs(2_592_000))
+        );
+        assert_eq!(token.scopes(), ["user_info", "video.data"]);
+
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen[0].method, Method::POST);
+        assert_eq!(seen[0].uri, "https://open.douyin.com/oauth/access_token/");
+        assert_eq!(seen[0].content_type, "application/x-www-form-urlencoded");
+        assert_eq!(
+            seen[0].form(),
+            [
+                ("client_key".into(), "key1".into()),
+                ("client_secret".into(), "SECRET".into()),
+                ("code".into(), "CODE&1".into()),
+                ("grant_type".into(), "authorization_code".into()),
+            ]
+        );
+        let users = oauth.user_tokens(token);
+        assert_eq!(users.current().open_id(), Some("open-9"));
+    }
+
+    #[tokio::test]
+    async fn expired_code_is_a_code_expired_error() {
+        let (client, _) = mock(vec![(
+            200,
+            r#"{"data": {"description": "authorization code expired", "error_code": 10007},
+                "extra": {"logid": "LOG7", "now": 1594015876138}, "message": "error"}"#,
+        )]);
+        let oauth = OAuthClient::with_client("k", "SECRET", client);
+        let err = oauth.exchange_code("CODE").await.unwrap_err();
+        let Error::Douyin(d) = &err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(d.kind(), CodeKind::CodeExpired);
+        assert_eq!(d.log_id(), Some("LOG7"));
+        let text = format!("{err} {err:?}");
+        assert!(
+            !text.contains("SECRET") && !text.contains("CODE\""),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_answer_without_open_id_is_a_protocol_error() {
+        let (client, _) = mock(vec![(
+            200,
+            r#"{"data": {"access_token": "act.A", "error_code": 0, "expires_in": 100, "refresh_token": "rft.R", "refresh_expires_in": 10}}"#,
+        )]);
+        let oauth = OAuthClient::with_client("k", "s", client);
+        let err = oauth.exchange_code("c").await.unwrap_err();
+        assert!(
+            matches!(&err, Error::Protocol(m) if m.contains("open_id")),
+            "{err:?}"
+        );
+    }
+}

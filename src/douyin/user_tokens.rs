@@ -376,3 +376,319 @@ impl<C> fmt::Debug for UserTokens<C> {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex as StdMutex;
+
+    use http::Method;
+
+    use super::*;
+    use crate::douyin::http::test_support::mock;
+
+    const DAY: u64 = 24 * 60 * 60;
+
+    const REFRESHED: &str = r#"{"data": {"access_token": "act.NEW", "description": "", "error_code": 0, "expires_in": 1296000,
+        "open_id": "open-1", "refresh_expires_in": 2592000, "refresh_token": "rft.OLD", "scope": "user_info",
+        "log_id": "L"}, "message": "success"}"#;
+    const REFRESHED_NO_RT: &str = r#"{"data": {"access_token": "act.NEW", "error_code": "0", "expires_in": "1296000"}, "message": "<nil>"}"#;
+    const RENEWED: &str = r#"{"data": {"description": "", "error_code": 0, "expires_in": 2592000, "refresh_token": "rft.RENEWED"}, "message": "success"}"#;
+    const EXPIRED_RT: &str = r#"{"data": {"description": "refresh_token expired", "error_code": 10010},
+        "extra": {"logid": "LOG10010", "now": 1594015876138}}"#;
+    const RENEW_LIMIT: &str =
+        r#"{"data": {"description": "renew limit", "error_code": "10020", "log_id": "LOG10020"}}"#;
+    const BUSY: &str = r#"{"data": {"description": "system busy", "error_code": 2100004}}"#;
+
+    fn stored(refresh_days: u64) -> Token {
+        Token::new("act.OLD", Duration::from_secs(15 * DAY))
+            .with_open_id("open-1")
+            .with_refresh_token("rft.OLD", Duration::from_secs(refresh_days * DAY))
+            .with_scopes(["user_info", "video.list"])
+    }
+
+    type Persisted = Arc<StdMutex<Vec<Token>>>;
+
+    fn recording_hook(fail_first: usize) -> (impl PersistHook, Persisted) {
+        let persisted: Persisted = Arc::default();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let log = persisted.clone();
+        let hook = move |token: Token| {
+            let log = log.clone();
+            let n = calls.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if n < fail_first {
+                    return Err::<(), BoxError>("database down".into());
+                }
+                log.lock().unwrap().push(token);
+                Ok(())
+            }
+        };
+        (hook, persisted)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refresh_sends_the_form_and_keeps_the_refresh_token_expiry() {
+        let (client, seen) = mock(vec![(200, REFRESHED_NO_RT)]);
+        let source = UserTokens::with_client("key1", "SECRET", stored(20), client);
+        tokio::time::advance(Duration::from_secs(5 * DAY)).await;
+        let token = source.fetch().await.unwrap();
+
+        assert_eq!(token.secret(), "act.NEW");
+        assert_eq!(token.expires_in(), Duration::from_secs(15 * DAY));
+        assert_eq!(token.open_id(), Some("open-1"));
+        assert_eq!(token.refresh_token(), Some("rft.OLD"));
+        // 20 days from the stored token, 5 of them gone: refreshing does not extend it.
+        assert_eq!(
+            token.refresh_expires_in(),
+            Some(Duration::from_secs(15 * DAY))
+        );
+        assert_eq!(token.scopes(), ["user_info", "video.list"]);
+        assert_eq!(source.current().secret(), "act.NEW");
+
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].method, Method::POST);
+        assert_eq!(seen[0].uri, "https://open.douyin.com/oauth/refresh_token/");
+        assert_eq!(seen[0].content_type, "application/x-www-form-urlencoded");
+        assert_eq!(
+            seen[0].form(),
+            [
+                ("client_key".into(), "key1".into()),
+                ("grant_type".into(), "refresh_token".into()),
+                ("refresh_token".into(), "rft.OLD".into()),
+            ]
+        );
+        assert!(!seen[0].body.contains("SECRET"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refresh_token_in_the_answer_is_kept_with_its_expiry() {
+        let body = r#"{"data": {"access_token": "act.NEW", "error_code": 0, "expires_in": 1296000,
+            "refresh_token": "rft.FROM_REFRESH", "refresh_expires_in": "2000000", "scope": "a,b"}}"#;
+        let (client, _) = mock(vec![(200, body)]);
+        let source = UserTokens::with_client("k", "s", stored(20), client);
+        let token = source.fetch_token().await.unwrap();
+        assert_eq!(token.refresh_token(), Some("rft.FROM_REFRESH"));
+        assert_eq!(
+            token.refresh_expires_in(),
+            Some(Duration::from_secs(2_000_000))
+        );
+        assert_eq!(token.scopes(), ["a", "b"]);
+        assert_eq!(token.open_id(), Some("open-1"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn renews_first_when_the_refresh_token_is_close_to_expiry() {
+        let (client, seen) = mock(vec![(200, RENEWED), (200, REFRESHED_NO_RT)]);
+        let source = UserTokens::with_client("key1", "s", stored(10), client)
+            .base_url("http://127.0.0.1:1/");
+        let token = source.fetch_token().await.unwrap();
+        assert_eq!(token.refresh_token(), Some("rft.RENEWED"));
+        assert_eq!(
+            token.refresh_expires_in(),
+            Some(Duration::from_secs(30 * DAY))
+        );
+
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 2);
+        assert_eq!(seen[0].uri, "http://127.0.0.1:1/oauth/renew_refresh_token/");
+        assert_eq!(seen[0].method, Method::POST);
+        assert_eq!(seen[0].content_type, "application/x-www-form-urlencoded");
+        assert_eq!(
+            seen[0].form(),
+            [
+                ("client_key".into(), "key1".into()),
+                ("refresh_token".into(), "rft.OLD".into()),
+            ]
+        );
+        assert_eq!(seen[1].uri, "http://127.0.0.1:1/oauth/refresh_token/");
+        assert!(seen[1]
+            .form()
+            .contains(&("refresh_token".into(), "rft.RENEWED".into())));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn renew_window_is_configurable() {
+        let (client, seen) = mock(vec![(200, REFRESHED_NO_RT)]);
+        let source =
+            UserTokens::with_client("k", "s", stored(10), client).renew_window(Duration::ZERO);
+        source.fetch_token().await.unwrap();
+        assert_eq!(seen.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_transient_renewal_failure_still_refreshes() {
+        let (client, seen) = mock(vec![(200, BUSY), (200, REFRESHED_NO_RT)]);
+        let source = UserTokens::with_client("k", "s", stored(10), client);
+        let token = source.fetch_token().await.unwrap();
+        assert_eq!(token.refresh_token(), Some("rft.OLD"));
+        assert_eq!(seen.lock().unwrap().len(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn code_10010_requires_reauthorization() {
+        let (client, _) = mock(vec![(200, EXPIRED_RT)]);
+        let source = UserTokens::with_client("k", "s", stored(20), client);
+        let err = source.fetch_token().await.unwrap_err();
+        let Error::ReauthorizationRequired { open_id, cause } = &err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(open_id, "open-1");
+        let cause = cause.as_ref().unwrap();
+        assert_eq!(cause.code(), 10_010);
+        assert_eq!(cause.log_id(), Some("LOG10010"));
+        assert!(err.is_reauthorization_required());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn code_10020_on_renewal_requires_reauthorization() {
+        let (client, seen) = mock(vec![(200, RENEW_LIMIT)]);
+        let source = UserTokens::with_client("k", "s", stored(3), client);
+        let err = source.fetch().await.unwrap_err();
+        let Some(Error::ReauthorizationRequired { cause, .. }) = err.downcast_ref::<Error>() else {
+            panic!("{err:?}")
+        };
+        assert_eq!(cause.as_ref().map(DouyinError::code), Some(10_020));
+        assert_eq!(seen.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_expired_or_missing_refresh_token_requires_reauthorization_without_a_call() {
+        let (client, seen) = mock(vec![]);
+        let source = UserTokens::with_client("k", "s", stored(1), client.clone());
+        tokio::time::advance(Duration::from_secs(DAY + 1)).await;
+        let err = source.fetch_token().await.unwrap_err();
+        assert!(
+            matches!(err, Error::ReauthorizationRequired { cause: None, .. }),
+            "{err:?}"
+        );
+
+        let bare = Token::new("act.X", Duration::from_secs(60)).with_open_id("open-2");
+        let source = UserTokens::with_client("k", "s", bare, client);
+        let err = source.fetch_token().await.unwrap_err();
+        assert!(
+            matches!(&err, Error::ReauthorizationRequired { open_id, .. } if open_id == "open-2")
+        );
+        assert!(seen.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn other_errors_pass_through() {
+        let (client, _) = mock(vec![(200, BUSY), (503, "oops")]);
+        let source = UserTokens::with_client("k", "s", stored(20), client);
+        let err = source.fetch_token().await.unwrap_err();
+        assert_eq!(err.douyin().map(DouyinError::code), Some(2_100_004));
+        let err = source.fetch_token().await.unwrap_err();
+        assert!(matches!(err, Error::Protocol(_)), "{err:?}");
+        assert_eq!(source.current().secret(), "act.OLD");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_hook_sees_every_pair_before_fetch_returns_it() {
+        let (client, _) = mock(vec![(200, RENEWED), (200, REFRESHED)]);
+        let (hook, persisted) = recording_hook(0);
+        let source = UserTokens::with_client("k", "s", stored(10), client).on_refresh(hook);
+        let token = source.fetch_token().await.unwrap();
+        let persisted = persisted.lock().unwrap();
+        assert_eq!(persisted.len(), 1);
+        assert_eq!(persisted[0], token);
+        assert_eq!(persisted[0].refresh_token(), Some("rft.OLD"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_hook_keeps_the_pair_and_is_retried_first() {
+        let (client, seen) = mock(vec![
+            (200, RENEWED),
+            (200, REFRESHED_NO_RT),
+            (200, REFRESHED),
+        ]);
+        let (hook, persisted) = recording_hook(2);
+        let source = UserTokens::with_client("k", "s", stored(10), client).on_refresh(hook);
+
+        let err = source.fetch_token().await.unwrap_err();
+        assert!(matches!(err, Error::Persist(_)), "{err:?}");
+        // The renewed refresh token Douyin just issued is kept in memory.
+        assert_eq!(source.current().secret(), "act.NEW");
+        assert_eq!(source.current().refresh_token(), Some("rft.RENEWED"));
+        assert_eq!(seen.lock().unwrap().len(), 2);
+
+        // The hook fails again: no call to Douyin.
+        let err = source.fetch_token().await.unwrap_err();
+        assert!(matches!(err, Error::Persist(_)), "{err:?}");
+        assert_eq!(seen.lock().unwrap().len(), 2);
+
+        // The hook works: the pending pair is handed out, still without a call.
+        let token = source.fetch_token().await.unwrap();
+        assert_eq!(token.secret(), "act.NEW");
+        assert_eq!(seen.lock().unwrap().len(), 2);
+        assert_eq!(persisted.lock().unwrap().len(), 1);
+
+        // Nothing pending any more: the next fetch refreshes again.
+        source.fetch_token().await.unwrap();
+        assert_eq!(seen.lock().unwrap().len(), 3);
+        assert_eq!(persisted.lock().unwrap().len(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_expired_pending_pair_is_persisted_then_refreshed() {
+        let (client, seen) = mock(vec![(200, REFRESHED_NO_RT), (200, REFRESHED)]);
+        let (hook, persisted) = recording_hook(1);
+        let source = UserTokens::with_client("k", "s", stored(30), client)
+            .renew_window(Duration::ZERO)
+            .on_refresh(hook);
+        assert!(matches!(source.fetch_token().await, Err(Error::Persist(_))));
+        tokio::time::advance(Duration::from_secs(15 * DAY + 1)).await;
+        source.fetch_token().await.unwrap();
+        assert_eq!(seen.lock().unwrap().len(), 2);
+        // The pending pair first, then the new one.
+        assert_eq!(persisted.lock().unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn fetches_never_overlap() {
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let max = Arc::new(AtomicUsize::new(0));
+        let (i, m) = (in_flight.clone(), max.clone());
+        let client = tower::service_fn(
+            move |_req: http::Request<http_body_util::Full<bytes::Bytes>>| {
+                let (i, m) = (i.clone(), m.clone());
+                async move {
+                    let now = i.fetch_add(1, Ordering::SeqCst) + 1;
+                    m.fetch_max(now, Ordering::SeqCst);
+                    for _ in 0..10 {
+                        tokio::task::yield_now().await;
+                    }
+                    i.fetch_sub(1, Ordering::SeqCst);
+                    Ok::<_, std::convert::Infallible>(http::Response::new(
+                        http_body_util::Full::new(bytes::Bytes::from_static(
+                            REFRESHED_NO_RT.as_bytes(),
+                        )),
+                    ))
+                }
+            },
+        );
+        let source = UserTokens::with_client("k", "s", stored(20), client);
+        let clone = source.clone();
+        let (a, b) = tokio::join!(source.fetch_token(), clone.fetch_token());
+        a.unwrap();
+        b.unwrap();
+        assert_eq!(max.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn debug_shows_no_secret() {
+        let (client, _) = mock(vec![]);
+        let (hook, _) = recording_hook(0);
+        let source =
+            UserTokens::with_client("visible_key", "SECRET", stored(20), client).on_refresh(hook);
+        let dbg = format!("{source:?}");
+        assert!(
+            dbg.contains("visible_key") && dbg.contains("open-1"),
+            "{dbg}"
+        );
+        for secret in ["SECRET", "act.OLD", "rft.OLD"] {
+            assert!(!dbg.contains(secret), "{dbg}");
+        }
+    }
+}

@@ -144,6 +144,11 @@ impl fmt::Debug for TokenResponse {
 /// assert_eq!(err.douyin().unwrap().code(), 2100005);
 /// ```
 pub fn parse_token_response(body: &[u8]) -> Result<TokenResponse, Error> {
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(Error::Protocol(
+            "token answer is not valid: not a JSON object".into(),
+        ));
+    }
     let wire: WireResponse =
         serde_json::from_slice(body).map_err(|e| Error::Protocol(describe_json_error(&e)))?;
     wire.into_response()
