@@ -40,7 +40,7 @@ impl ClientTokenEndpoint {
 /// [`Error::Douyin`](crate::Error::Douyin).
 ///
 /// It sends its requests through any tower HTTP service ([`HttpClient`]); with the `https`
-/// feature (on by default) [`ClientCredentials::new`] uses the built-in [`HttpsClient`](super::HttpsClient).
+/// feature (on by default) `ClientCredentials::new` uses the built-in `HttpsClient`.
 ///
 /// Its `Debug` output shows the `client_key` but never the `client_secret`.
 ///

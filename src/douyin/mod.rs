@@ -7,7 +7,7 @@
 //! - [`parse_token_response`]: the lenient parser of token answers.
 //!
 //! Everything talks HTTP through any tower service ([`HttpClient`]); the `https` feature (on by
-//! default) adds [`HttpsClient`], the built-in client.
+//! default) adds `HttpsClient`, the built-in client.
 
 mod client_credentials;
 pub mod codes;
