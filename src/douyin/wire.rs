@@ -517,6 +517,30 @@ mod tests {
     }
 
     #[test]
+    fn random_mutations_never_panic() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        let alphabet = br#"{}[]":,0123456789-.eE \nultrsa<>"#;
+        for body in [CLIENT_OK, USER_OK] {
+            for _ in 0..2000 {
+                let mut bytes = body.as_bytes().to_vec();
+                for _ in 0..rng.usize(1..6) {
+                    let i = rng.usize(..bytes.len());
+                    match rng.u8(..3) {
+                        0 => bytes[i] = alphabet[rng.usize(..alphabet.len())],
+                        1 => bytes.insert(i, rng.u8(..)),
+                        _ => {
+                            bytes.remove(i);
+                        }
+                    }
+                }
+                let _ = parse_token_response(&bytes);
+            }
+        }
+        let deep = "[".repeat(100_000);
+        assert!(parse_token_response(format!("{{\"data\": {deep}").as_bytes()).is_err());
+    }
+
+    #[test]
     fn arbitrary_prefixes_never_panic() {
         for body in [CLIENT_OK, USER_OK] {
             for end in 0..body.len() {
