@@ -189,6 +189,10 @@ pub enum Error {
     /// Background work needs a Tokio runtime and none is running.
     #[error("no Tokio runtime is running; douyin-auth needs one to refresh tokens")]
     NoRuntime,
+
+    /// The operating system's random number generator failed (making an OAuth `state`).
+    #[error("the system random number generator failed: {0}")]
+    Random(String),
 }
 
 impl Error {
