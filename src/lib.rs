@@ -7,6 +7,9 @@
 
 pub mod douyin;
 mod error;
+#[cfg(feature = "mock")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mock")))]
+pub mod mock;
 mod source;
 mod token;
 

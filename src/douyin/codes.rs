@@ -38,7 +38,8 @@ pub enum CodeKind {
 }
 
 /// Codes that mean "the access token has expired or is invalid" in any body shape Douyin uses.
-pub const DEFAULT_EXPIRY_CODES: &[i64] = &[2_190_008, 10_008, 28_001_008, 2_190_002, 28_001_003, 40_004];
+pub const DEFAULT_EXPIRY_CODES: &[i64] =
+    &[2_190_008, 10_008, 28_001_008, 2_190_002, 28_001_003, 40_004];
 
 /// Sub-codes (`extra.sub_error_code`) that mean "the access token has expired" (trade APIs).
 pub const DEFAULT_EXPIRY_SUB_CODES: &[i64] = &[11_002];
@@ -71,7 +72,10 @@ impl CodeKind {
 
     /// Whether a token call that failed with this code is worth trying again after a back-off.
     pub fn is_transient(self) -> bool {
-        matches!(self, Self::SystemBusy | Self::RateLimited | Self::ApiRateLimited)
+        matches!(
+            self,
+            Self::SystemBusy | Self::RateLimited | Self::ApiRateLimited
+        )
     }
 
     /// A short human description of the kind.
