@@ -10,7 +10,7 @@
 //! kills the old one at once (at most five times per authorisation), codes work once.
 //!
 //! Lifetimes run on [`tokio::time::Instant`], so a test on a paused clock
-//! (`#[tokio::test(start_paused = true)]` and [`tokio::time::advance`]) can let tokens expire;
+//! (`#[tokio::test(start_paused = true)]` and `tokio::time::advance`) can let tokens expire;
 //! [`MockDouyin::advance_clock`] shifts the mock's own notion of "now" without touching Tokio's
 //! clock.
 //!
