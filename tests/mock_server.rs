@@ -889,3 +889,48 @@ async fn two_mocks_are_independent() {
     let t = client_token(&a).await;
     assert_eq!(shape1_code(&api(&b, "/data/x/", &t).await), 2_190_002);
 }
+
+#[tokio::test(start_paused = true)]
+async fn client_token_endpoint_is_rate_limited() {
+    let mock = MockDouyin::builder()
+        .client_token_rate_limit(3, Duration::from_secs(300))
+        .start()
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        client_token(&mock).await;
+    }
+    assert_eq!(
+        post_json(&mock, "/oauth/client_token/", creds())
+            .await
+            .code(),
+        10_020
+    );
+    // The stable endpoint is not limited.
+    stable_token(&mock).await;
+    tokio::time::advance(Duration::from_secs(300)).await;
+    client_token(&mock).await;
+    assert_eq!(mock.counters().client_token_calls, 5);
+}
+
+#[tokio::test]
+async fn numbers_as_strings_knob() {
+    let mock = MockDouyin::start().await.unwrap();
+    mock.answer_numbers_as_strings(true);
+    let v = post_json(&mock, "/oauth/client_token/", creds())
+        .await
+        .json();
+    assert_eq!(v["message"], "<nil>");
+    assert_eq!(v["data"]["error_code"], "0");
+    assert_eq!(v["data"]["expires_in"], "7200");
+    let g = mock.issue_user_tokens("open-1", ["user_info"]);
+    let v = refresh(&mock, &g.refresh_token).await.json();
+    assert_eq!(v["data"]["refresh_expires_in"], "2592000");
+    mock.answer_numbers_as_strings(false);
+    assert_eq!(
+        post_json(&mock, "/oauth/client_token/", creds())
+            .await
+            .code(),
+        0
+    );
+}

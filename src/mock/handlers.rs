@@ -123,10 +123,16 @@ async fn token_call(
         Ok(mut data) => {
             data.insert("error_code".into(), json!(0));
             data.insert("description".into(), json!(""));
-            json_response(
-                StatusCode::OK,
-                &json!({ "data": data, "message": "success" }),
-            )
+            let mut message = "success";
+            if state.numbers_as_strings() {
+                for v in data.values_mut() {
+                    if let Value::Number(n) = v {
+                        *v = Value::String(n.to_string());
+                    }
+                }
+                message = "<nil>";
+            }
+            json_response(StatusCode::OK, &json!({ "data": data, "message": message }))
         }
         Err(e) => token_error(&e),
     }

@@ -21,7 +21,7 @@
 //!
 //! | route | body | answers |
 //! | --- | --- | --- |
-//! | `POST /oauth/client_token/` | JSON, form-urlencoded or query | a new `clt.…` each call; only the newest two stay valid |
+//! | `POST /oauth/client_token/` | JSON, form-urlencoded or query | a new `clt.…` each call; only the newest two stay valid; over 500 calls in 5 minutes: 10020 |
 //! | `POST /oauth/stable_client_token/` | JSON | the same `clt.…` while it is valid (with the seconds left), a new one after |
 //! | `POST /oauth/access_token/` | form | code exchange: `act.…`, `rft.…`, `open_id`, `scope`, lifetimes |
 //! | `POST /oauth/refresh_token/` | form | same `act.…` with a later expiry if unexpired, a new one if expired; refresh token not extended |
@@ -42,7 +42,10 @@
 //! | 10013 | wrong `client_secret` |
 //! | 10007 | the code is unknown, used or older than 10 minutes |
 //! | 10010 | the refresh token is unknown, renewed away, revoked or expired |
-//! | 10020 | the renewal limit is used up |
+//! | 10020 | the renewal limit is used up; on `/oauth/client_token/`, rate limited |
+//!
+//! The plain and the stable client tokens are independent: neither rotates the other out
+//! (Douyin does not document how they interact).
 //!
 //! Protected APIs (any method, any other path): the token is read from the `access-token`
 //! header, else `Authorization: Bearer …`, else the `access_token` query parameter. Client and
@@ -71,7 +74,8 @@
 //! - [`fail_next_token_calls`](MockDouyin::fail_next_token_calls) with a [`TokenFailure`]
 //!   (an error code, an HTTP status or a malformed body),
 //!   [`set_token_latency`](MockDouyin::set_token_latency),
-//!   [`answer_401_on_expiry`](MockDouyin::answer_401_on_expiry).
+//!   [`answer_401_on_expiry`](MockDouyin::answer_401_on_expiry),
+//!   [`answer_numbers_as_strings`](MockDouyin::answer_numbers_as_strings).
 //! - [`counters`](MockDouyin::counters) returns a [`Counters`] snapshot.
 //!
 //! The handle's `Debug` shows the address and the counters, never a secret.
@@ -137,6 +141,12 @@ pub const DEFAULT_REFRESH_TOKEN_LIFETIME: Duration = Duration::from_secs(2_592_0
 pub const DEFAULT_CODE_LIFETIME: Duration = Duration::from_secs(600);
 /// Default number of refresh-token renewals per authorisation: 5.
 pub const DEFAULT_MAX_RENEWALS: u32 = 5;
+
+/// Default rate limit of `/oauth/client_token/`: 500 calls per
+/// [`DEFAULT_CLIENT_TOKEN_RATE_WINDOW`].
+pub const DEFAULT_CLIENT_TOKEN_RATE_LIMIT: usize = 500;
+/// Default window of the client-token rate limit: 5 minutes.
+pub const DEFAULT_CLIENT_TOKEN_RATE_WINDOW: Duration = Duration::from_secs(300);
 
 /// How the next token-endpoint calls fail; see [`MockDouyin::fail_next_token_calls`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -228,6 +238,8 @@ impl fmt::Debug for MockDouyinBuilder {
             .field("refresh_token_lifetime", &c.refresh_token_lifetime)
             .field("code_lifetime", &c.code_lifetime)
             .field("max_renewals", &c.max_renewals)
+            .field("rate_limit", &c.rate_limit)
+            .field("rate_window", &c.rate_window)
             .finish()
     }
 }
@@ -243,6 +255,8 @@ impl Default for MockDouyinBuilder {
                 refresh_token_lifetime: DEFAULT_REFRESH_TOKEN_LIFETIME,
                 code_lifetime: DEFAULT_CODE_LIFETIME,
                 max_renewals: DEFAULT_MAX_RENEWALS,
+                rate_limit: DEFAULT_CLIENT_TOKEN_RATE_LIMIT,
+                rate_window: DEFAULT_CLIENT_TOKEN_RATE_WINDOW,
             },
         }
     }
@@ -288,6 +302,15 @@ impl MockDouyinBuilder {
     /// How many times one authorisation's refresh token may be renewed (default 5).
     pub fn max_renewals(mut self, max: u32) -> Self {
         self.config.max_renewals = max;
+        self
+    }
+
+    /// Rate limit of `/oauth/client_token/`: at most `max_calls` successful-looking calls
+    /// (right key and secret) per `window`, then 10020 until older calls leave the window
+    /// (default 500 per 5 minutes, as Douyin documents). The stable endpoint is not limited.
+    pub fn client_token_rate_limit(mut self, max_calls: usize, window: Duration) -> Self {
+        self.config.rate_limit = max_calls;
+        self.config.rate_window = window;
         self
     }
 
@@ -446,6 +469,13 @@ impl MockDouyin {
     /// body) instead of HTTP 200.
     pub fn answer_401_on_expiry(&self, on: bool) {
         self.state.set_answer_401(on);
+    }
+
+    /// When on, successful token answers send their numbers as strings (`"error_code": "0"`,
+    /// `"expires_in": "7200"`) and `"message": "<nil>"`, as some of Douyin's documented samples
+    /// do, so clients can prove they accept both.
+    pub fn answer_numbers_as_strings(&self, on: bool) {
+        self.state.set_numbers_as_strings(on);
     }
 
     /// A snapshot of the counters.

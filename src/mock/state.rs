@@ -33,6 +33,9 @@ pub(crate) struct Config {
     pub(crate) refresh_token_lifetime: Duration,
     pub(crate) code_lifetime: Duration,
     pub(crate) max_renewals: u32,
+    /// At most this many `/oauth/client_token/` calls per `rate_window` (then 10020).
+    pub(crate) rate_limit: usize,
+    pub(crate) rate_window: Duration,
 }
 
 /// A token endpoint's error answer: code and description.
@@ -124,6 +127,9 @@ struct Inner {
     failures: VecDeque<TokenFailure>,
     latency: Duration,
     answer_401: bool,
+    numbers_as_strings: bool,
+    /// When recent `/oauth/client_token/` calls arrived, oldest first (for the rate limit).
+    recent_client_calls: VecDeque<Instant>,
     counters: Counters,
 }
 
@@ -169,6 +175,8 @@ impl State {
                 failures: VecDeque::new(),
                 latency: Duration::ZERO,
                 answer_401: false,
+                numbers_as_strings: false,
+                recent_client_calls: VecDeque::new(),
                 counters: Counters::default(),
             }),
         }
@@ -210,6 +218,14 @@ impl State {
 
     pub(crate) fn answer_401(&self) -> bool {
         self.lock().answer_401
+    }
+
+    pub(crate) fn set_numbers_as_strings(&self, on: bool) {
+        self.lock().numbers_as_strings = on;
+    }
+
+    pub(crate) fn numbers_as_strings(&self) -> bool {
+        self.lock().numbers_as_strings
     }
 
     pub(crate) fn push_failures(&self, n: usize, failure: TokenFailure) {
@@ -468,6 +484,21 @@ impl State {
         self.check_credentials(params)?;
         let mut inner = self.lock();
         let now = Self::now(&inner);
+        let window_start = now.checked_sub(self.config.rate_window);
+        while inner
+            .recent_client_calls
+            .front()
+            .is_some_and(|&t| window_start.is_some_and(|start| t <= start))
+        {
+            inner.recent_client_calls.pop_front();
+        }
+        if inner.recent_client_calls.len() >= self.config.rate_limit {
+            return Err(TokenError::new(
+                RENEW_LIMIT,
+                "too many client_token requests: rate limited",
+            ));
+        }
+        inner.recent_client_calls.push_back(now);
         let token = random_token("clt.");
         inner.client_tokens.push_back(Issued {
             token: token.clone(),
