@@ -11,6 +11,9 @@ pub mod douyin;
 mod error;
 pub mod expiry;
 mod layer;
+#[cfg(feature = "mock")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mock")))]
+pub mod mock;
 mod service;
 mod source;
 mod token;
