@@ -1,0 +1,1 @@
+//! Per-user tokens (work in progress on this branch).
