@@ -204,6 +204,23 @@ impl<C> UserTokens<C> {
         Token::clone(&self.snapshot.load())
     }
 
+    /// Whether a refreshed pair still waits for the persistence hook (it failed last time).
+    pub(crate) async fn has_pending(&self) -> bool {
+        self.state.lock().await.pending
+    }
+
+    /// Takes `token`, read from a shared store, as the current pair, unless a pair of this
+    /// source is still waiting for the hook (that one is newer). Whether it was taken.
+    pub(crate) async fn adopt(&self, token: Token) -> bool {
+        let mut state = self.state.lock().await;
+        if state.pending {
+            return false;
+        }
+        self.snapshot.store(Arc::new(token.clone()));
+        state.current = token;
+        true
+    }
+
     fn set_current(&self, state: &mut UserState, token: Token) {
         self.snapshot.store(Arc::new(token.clone()));
         state.current = token;

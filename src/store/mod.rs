@@ -36,7 +36,7 @@ use crate::{BoxError, Error, Token};
 
 #[cfg(feature = "redis")]
 mod redis;
-mod shared;
+pub(crate) mod shared;
 
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
