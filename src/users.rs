@@ -3,7 +3,7 @@
 //!
 //! - [`UserTokenLayer`] / [`DouyinUserAuth`]: the per-user layer and its service. Each request
 //!   names its user with an [`OpenId`] request extension; each user has a cache slot of their
-//!   own (the same arc-swapped cache as [`DouyinAuthLayer`](crate::DouyinAuthLayer)), with its own
+//!   own (the same arc-swapped cache as [`DouyinAuthLayer`]), with its own
 //!   single-flight refresh, so one user's refresh never blocks another's requests. The slot map
 //!   is bounded: idle slots are evicted first, then the least recently used.
 //! - [`StoredUsers`] / [`StoredUser`]: each user's tokens come from a [`TokenStore`] (your

@@ -343,3 +343,61 @@ async fn redis_stopped_paused_and_restarted_loses_no_request() {
     assert!(sent.load(Ordering::SeqCst) > 100);
     assert!(rec.tokens().iter().all(|t| t.starts_with("clt.")));
 }
+
+/// Eight instances (separate layers and connections) act for one user whose access token is
+/// used up and whose refresh token is near its end: one renewal and one refresh between them,
+/// and the new pair is in Redis before any request uses it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_instances_renew_one_user_once_through_redis() {
+    use douyin_auth::users::{OpenId, StoredUsers, UserTokenLayer};
+    let Some(url) = shared_url().await else {
+        return;
+    };
+    let prefix = unique_prefix("users");
+    let mock = MockDouyin::start().await.unwrap();
+    let g = mock.issue_user_tokens("u1", ["user_info"]);
+    let seed = StoredUsers::new(
+        mock.client_key(),
+        mock.client_secret(),
+        store(&url, &prefix).await,
+    )
+    .base_url(mock.base_url());
+    seed.save(
+        &Token::new(g.access_token.clone(), Duration::ZERO)
+            .with_open_id("u1")
+            .with_refresh_token(g.refresh_token.clone(), Duration::from_secs(86_400)),
+    )
+    .await
+    .unwrap();
+
+    let rec = Recorder::new();
+    let mut calls = Vec::new();
+    for _ in 0..8 {
+        let users = StoredUsers::new(
+            mock.client_key(),
+            mock.client_secret(),
+            store(&url, &prefix).await,
+        )
+        .base_url(mock.base_url())
+        .poll_interval(Duration::from_millis(20));
+        let svc = UserTokenLayer::new(users).layer(rec.service(|_, _| json("{}")));
+        let mut r = req("");
+        r.extensions_mut().insert(OpenId::new("u1"));
+        calls.push(svc.oneshot(r));
+    }
+    for r in join_all(calls).await {
+        r.unwrap();
+    }
+    let c = mock.counters();
+    assert_eq!((c.renew_calls, c.refresh_calls), (1, 1), "{c:?}");
+    let stored = store(&url, &prefix)
+        .await
+        .get("user:u1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(stored.refresh_token(), Some(g.refresh_token.as_str()));
+    assert!(rec.tokens().iter().all(|t| t == stored.secret()));
+    let keys = keys(&url, &format!("{prefix}*")).await;
+    assert_eq!(keys, vec![format!("{prefix}user:u1")]);
+}
