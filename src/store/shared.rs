@@ -131,6 +131,42 @@ impl<T: TokenSource, St: TokenStore> SharedSource<T, St> {
         &self.inner.source
     }
 
+    /// Re-reads the store every `every` (with jitter) in a background task and hands a newer
+    /// token that another instance stored to `layer`'s cache, so an instance picks up a rotated
+    /// token before Douyin rejects the old one. Never on the request path; the store is read
+    /// once per interval. The task holds only weak references and stops when the last clone of
+    /// the layer (and its services) is dropped. `layer` must have been built from this source
+    /// (or a clone of it). Needs a Tokio runtime.
+    pub fn reread_every<C>(
+        &self,
+        layer: &crate::DouyinAuthLayer<C>,
+        every: Duration,
+    ) -> Result<(), crate::Error> {
+        let handle = tokio::runtime::Handle::try_current().map_err(|_| crate::Error::NoRuntime)?;
+        let cache = Arc::downgrade(&layer.shared().cache);
+        let weak = Arc::downgrade(&self.inner);
+        handle.spawn(async move {
+            loop {
+                tokio::time::sleep(jittered(every)).await;
+                let (Some(cache), Some(inner)) = (cache.upgrade(), weak.upgrade()) else {
+                    break;
+                };
+                match timed(inner.store_timeout, inner.store.get(&inner.key)).await {
+                    Ok(Some(t)) if t.remaining() > inner.min_remaining => {
+                        if cache.offer(t.clone()) {
+                            inner.hand_out(t);
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::debug!(target: "douyin_auth", key = %inner.key, error = %e, "background re-read of the store failed");
+                    }
+                }
+            }
+        });
+        Ok(())
+    }
+
     /// Whether the last store operation failed (the instance fetches on its own meanwhile).
     pub fn is_degraded(&self) -> bool {
         self.inner.degraded.load(Ordering::Relaxed)
@@ -408,5 +444,48 @@ impl<T: TokenSource, St: TokenStore> SharedSource<T, St> {
 impl<T: TokenSource, St: TokenStore> TokenSource for SharedSource<T, St> {
     fn fetch(&self) -> impl std::future::Future<Output = Result<Token, BoxError>> + Send {
         self.fetch_shared()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+    use crate::{DouyinAuthLayer, StaticToken};
+
+    #[tokio::test(start_paused = true)]
+    async fn the_background_reread_picks_up_a_newer_stored_token_and_stops_with_the_layer() {
+        let store = MemoryStore::new();
+        let first = Token::new("clt.1", Duration::from_secs(3600));
+        let shared = SharedSource::new(StaticToken::from(first), store.clone(), "k");
+        let layer = DouyinAuthLayer::new(shared.clone());
+        shared
+            .reread_every(&layer, Duration::from_secs(60))
+            .unwrap();
+        assert_eq!(shared.fetch().await.unwrap().secret(), "clt.1");
+        assert!(layer.cached_token().is_none());
+
+        // Another instance stores a newer token: the cache takes it without a fetch.
+        let lease = store
+            .try_lease("k", Duration::from_secs(5))
+            .await
+            .unwrap()
+            .unwrap();
+        let newer = Token::new("clt.2", Duration::from_secs(7200));
+        assert!(store.put_if_leased("k", &lease, &newer).await.unwrap());
+        tokio::time::sleep(Duration::from_secs(91)).await;
+        assert_eq!(layer.cached_token().unwrap().secret(), "clt.2");
+
+        // An older token is never taken.
+        let older = Token::new("clt.0", Duration::from_secs(100));
+        store.put("k", &older).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(91)).await;
+        assert_eq!(layer.cached_token().unwrap().secret(), "clt.2");
+
+        // The task holds only weak references: the source is freed with the layer.
+        let weak = Arc::downgrade(&shared.inner);
+        drop((layer, shared));
+        tokio::time::sleep(Duration::from_secs(91)).await;
+        assert!(weak.upgrade().is_none());
     }
 }
