@@ -260,6 +260,29 @@ impl TokenCache {
         }
     }
 
+    /// Publishes `token`, read from a shared store by a background re-read, when no refresh
+    /// runs and it outlives the cached token (a newer token another instance fetched). Never
+    /// on the request path. Whether it was published.
+    pub(crate) fn offer(&self, token: Token) -> bool {
+        let st = lock(&self.state);
+        if st.flight.is_some() {
+            return false;
+        }
+        if let Some(c) = self.current.load().as_ref() {
+            if token.expires_at() <= c.token.expires_at() {
+                return false;
+            }
+        }
+        match self.prepare(token) {
+            Ok(c) => {
+                tracing::debug!(target: "douyin_auth", generation = c.generation, "token adopted from the store");
+                self.current.store(Some(c));
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
     /// The token currently cached, if any (expired or not).
     pub(crate) fn current_token(&self) -> Option<Token> {
         self.current.load().as_ref().map(|c| c.token.clone())

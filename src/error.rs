@@ -175,6 +175,16 @@ pub enum Error {
     #[error("persisting a refreshed token failed")]
     Persist(#[source] BoxError),
 
+    /// The token store failed or did not answer (for a user's tokens, which are not refreshed
+    /// without it; the client token falls back to fetching on its own instead).
+    #[error("the token store failed")]
+    Store(#[source] BoxError),
+
+    /// The request carries no [`OpenId`](crate::users::OpenId) extension, so the per-user
+    /// layer does not know whose token to attach.
+    #[error("the request names no user: add an `OpenId` request extension")]
+    MissingOpenId,
+
     /// The request goes to a host or scheme the layer is not configured to send tokens to.
     #[error("refusing to attach a token to a request for {target}")]
     DisallowedTarget {

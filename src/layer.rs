@@ -389,6 +389,14 @@ impl<C> DouyinAuthLayerBuilder<C> {
         }
     }
 
+    /// The layer's shared state (with a cache of the builder's source) and what a further
+    /// cache needs: for the per-user layer, which makes one cache per user.
+    pub(crate) fn build_parts(self) -> (Arc<Shared<C>>, CacheConfig, HeaderFormat) {
+        let config = self.config.clone();
+        let format = self.placement.header_format();
+        (self.build().shared, config, format)
+    }
+
     /// Builds the layer and its cache.
     pub fn build(self) -> DouyinAuthLayer<C> {
         let cache = TokenCache::new(self.source, self.config, self.placement.header_format());

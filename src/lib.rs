@@ -16,7 +16,9 @@ mod layer;
 pub mod mock;
 mod service;
 mod source;
+pub mod store;
 mod token;
+pub mod users;
 
 pub use body::{ReplayBody, ResponseBody};
 pub use error::{DouyinError, Error, SharedError};

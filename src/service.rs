@@ -15,7 +15,7 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use crate::body::{contiguous, ReplayBody, ResponseBody};
-use crate::cache::Ready;
+use crate::cache::{Ready, TokenCache};
 use crate::expiry::{ClassifyExpiry, HeadVerdict};
 use crate::layer::{Shared, TokenPlacement};
 use crate::source::BoxFuture;
@@ -119,15 +119,33 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let mut shared = Arc::clone(&self.shared);
+        ResponseFuture::start(&mut self.inner, &self.shared, None, req)
+    }
+}
+
+impl<S, ReqBody, ResBody, C> ResponseFuture<S, ReqBody, ResBody, C>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    ReqBody: ReplayBody,
+{
+    /// Starts a request with `cache`, or with the layer's own cache when it is `None` (the
+    /// single-token layer: no extra reference count on the hot path).
+    pub(crate) fn start(
+        this_inner: &mut S,
+        this_shared: &Arc<Shared<C>>,
+        cache: Option<Arc<TokenCache>>,
+        req: Request<ReqBody>,
+    ) -> Self {
+        let clone = this_inner.clone();
+        let mut inner = std::mem::replace(this_inner, clone);
+        let mut shared = Arc::clone(this_shared);
         let mut request = None;
         let mut replay = None;
         let mut token = None;
+        let c = cache.as_ref().unwrap_or(&shared.cache);
         let state = if let Err(e) = shared.targets.check(req.uri()) {
             State::Failed { error: Some(e) }
-        } else if let Some(ready) = shared.cache.lookup() {
+        } else if let Some(ready) = c.lookup() {
             Begin {
                 inner: &mut inner,
                 shared: &mut shared,
@@ -138,16 +156,31 @@ where
         } else {
             request = Some(req);
             State::WaitToken {
-                wait: Box::pin(Arc::clone(&shared.cache).wait()),
+                wait: Box::pin(Arc::clone(c).wait()),
             }
         };
         ResponseFuture {
             state,
             inner,
             shared,
+            cache,
             request,
             replay,
             token,
+            retried: false,
+        }
+    }
+
+    /// A future that fails at once with `error`.
+    pub(crate) fn failed(inner: S, shared: &Arc<Shared<C>>, error: Error) -> Self {
+        ResponseFuture {
+            state: State::Failed { error: Some(error) },
+            inner,
+            shared: Arc::clone(shared),
+            cache: None,
+            request: None,
+            replay: None,
+            token: None,
             retried: false,
         }
     }
@@ -223,6 +256,8 @@ pin_project! {
         state: State<S::Future, ReqBody, ResBody>,
         inner: S,
         shared: Arc<Shared<C>>,
+        // The cache of this request when it is not the layer's own (the per-user layer).
+        cache: Option<Arc<TokenCache>>,
         request: Option<Request<ReqBody>>,
         replay: Option<Replay>,
         token: Option<Ready>,
@@ -456,7 +491,12 @@ where
                             return Poll::Ready(Ok(res.map(ResponseBody::passthrough)));
                         }
                         HeadVerdict::Expired => {
-                            match on_expired(this.shared, this.token, this.replay, *this.retried) {
+                            match on_expired(
+                                this.cache.as_ref().unwrap_or(&this.shared.cache),
+                                this.token,
+                                this.replay,
+                                *this.retried,
+                            ) {
                                 Some(next) => next,
                                 None => {
                                     this.state.set(State::Done);
@@ -528,7 +568,12 @@ where
                             &contiguous(frames),
                         );
                     let next = if expired {
-                        on_expired(this.shared, this.token, this.replay, *this.retried)
+                        on_expired(
+                            this.cache.as_ref().unwrap_or(&this.shared.cache),
+                            this.token,
+                            this.replay,
+                            *this.retried,
+                        )
                     } else {
                         None
                     };
@@ -641,15 +686,15 @@ fn too_large<B: Body>(res: &Response<B>, limit: usize) -> bool {
 
 /// The token was rejected: drop it from the cache (if it is still the one used) and, when
 /// the request can be sent again and was not yet, wait for the refresh.
-fn on_expired<F, ReqBody, ResBody, C>(
-    shared: &Arc<Shared<C>>,
+fn on_expired<F, ReqBody, ResBody>(
+    cache: &Arc<TokenCache>,
     token: &Option<Ready>,
     replay: &Option<Replay>,
     retried: bool,
 ) -> Option<State<F, ReqBody, ResBody>> {
     let generation = token.as_ref().map(|t| t.generation);
     if let Some(generation) = generation {
-        shared.cache.invalidate(generation);
+        cache.invalidate(generation);
     }
     let will_retry = !retried && replay.is_some();
     tracing::debug!(
@@ -659,6 +704,6 @@ fn on_expired<F, ReqBody, ResBody, C>(
         "token expiry detected"
     );
     will_retry.then(|| State::Refresh {
-        wait: Box::pin(Arc::clone(&shared.cache).wait()),
+        wait: Box::pin(Arc::clone(cache).wait()),
     })
 }

@@ -120,6 +120,7 @@ pub struct UserTokens<C> {
     base_url: String,
     renew_window: Duration,
     hook: Option<Arc<dyn DynPersistHook>>,
+    adopt_stored: bool,
     state: Arc<Mutex<UserState>>,
     snapshot: Arc<ArcSwap<Token>>,
 }
@@ -133,6 +134,7 @@ impl<C: Clone> Clone for UserTokens<C> {
             base_url: self.base_url.clone(),
             renew_window: self.renew_window,
             hook: self.hook.clone(),
+            adopt_stored: self.adopt_stored,
             state: self.state.clone(),
             snapshot: self.snapshot.clone(),
         }
@@ -169,6 +171,7 @@ impl<C> UserTokens<C> {
             base_url: DEFAULT_BASE_URL.to_owned(),
             renew_window: DEFAULT_RENEW_WINDOW,
             hook: None,
+            adopt_stored: true,
             snapshot: Arc::new(ArcSwap::from_pointee(token.clone())),
             state: Arc::new(Mutex::new(UserState {
                 current: token,
@@ -176,6 +179,14 @@ impl<C> UserTokens<C> {
                 served: false,
             })),
         }
+    }
+
+    /// Whether the first fetch hands out the stored access token as it is when it has at least
+    /// [`ADOPT_MIN_REMAINING`] left (default: true). Off, the first fetch refreshes.
+    #[must_use]
+    pub fn adopt_stored(mut self, adopt: bool) -> Self {
+        self.adopt_stored = adopt;
+        self
     }
 
     /// Sets the base URL (default `https://open.douyin.com`; a trailing slash is tolerated).
@@ -211,6 +222,23 @@ impl<C> UserTokens<C> {
         Token::clone(&self.snapshot.load())
     }
 
+    /// Whether a refreshed pair still waits for the persistence hook (it failed last time).
+    pub(crate) async fn has_pending(&self) -> bool {
+        self.state.lock().await.pending
+    }
+
+    /// Takes `token`, read from a shared store, as the current pair, unless a pair of this
+    /// source is still waiting for the hook (that one is newer). Whether it was taken.
+    pub(crate) async fn adopt(&self, token: Token) -> bool {
+        let mut state = self.state.lock().await;
+        if state.pending {
+            return false;
+        }
+        self.snapshot.store(Arc::new(token.clone()));
+        state.current = token;
+        true
+    }
+
     fn set_current(&self, state: &mut UserState, token: Token) {
         self.snapshot.store(Arc::new(token.clone()));
         state.current = token;
@@ -234,7 +262,11 @@ impl<C: HttpClient> UserTokens<C> {
     pub async fn fetch_token(&self) -> Result<Token, Error> {
         let mut state = self.state.lock().await;
 
-        if !state.served && !state.pending && state.current.remaining() >= ADOPT_MIN_REMAINING {
+        if self.adopt_stored
+            && !state.served
+            && !state.pending
+            && state.current.remaining() >= ADOPT_MIN_REMAINING
+        {
             state.served = true;
             return Ok(state.current.clone());
         }

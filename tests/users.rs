@@ -1,0 +1,296 @@
+//! Many users: per-user slots with their own single-flight refresh, a bounded slot map,
+//! stored tokens written before they are used (with a failing store), reauthorisation.
+#![cfg(all(feature = "mock", feature = "https"))]
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use douyin_auth::douyin::HttpsClient;
+use douyin_auth::mock::{MockDouyin, UserGrant};
+use douyin_auth::store::{Lease, MemoryStore, TokenStore};
+use douyin_auth::users::{OpenId, StoredUsers, UserTokenLayer};
+use douyin_auth::{BoxError, Error, Token, TokenSource};
+use futures_util::future::join_all;
+use support::*;
+use tower::{Layer, ServiceExt};
+
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
+fn user_req(open_id: &str) -> Req {
+    let mut r = req("");
+    r.extensions_mut().insert(OpenId::new(open_id));
+    r
+}
+
+/// A user's stored pair as the app saves it after the code exchange: the access token has
+/// `access_left`, the refresh token `refresh_left`.
+fn stored(grant: &UserGrant, access_left: Duration, refresh_left: Duration) -> Token {
+    Token::new(grant.access_token.clone(), access_left)
+        .with_open_id(grant.open_id.clone())
+        .with_refresh_token(grant.refresh_token.clone(), refresh_left)
+        .with_scopes(grant.scopes.clone())
+}
+
+fn users<St: TokenStore>(mock: &MockDouyin, store: St) -> StoredUsers<HttpsClient, St> {
+    StoredUsers::new(mock.client_key(), mock.client_secret(), store)
+        .base_url(mock.base_url())
+        .poll_interval(Duration::from_millis(10))
+}
+
+/// A memory store whose writes fail while `fail` is set.
+#[derive(Clone, Default)]
+struct FlakyStore {
+    inner: MemoryStore,
+    fail: Arc<AtomicBool>,
+    writes: Arc<AtomicUsize>,
+}
+
+impl TokenStore for FlakyStore {
+    async fn get(&self, key: &str) -> Result<Option<Token>, BoxError> {
+        self.inner.get(key).await
+    }
+    async fn put(&self, key: &str, token: &Token) -> Result<(), BoxError> {
+        self.inner.put(key, token).await
+    }
+    async fn try_lease(&self, key: &str, ttl: Duration) -> Result<Option<Lease>, BoxError> {
+        self.inner.try_lease(key, ttl).await
+    }
+    async fn put_if_leased(
+        &self,
+        key: &str,
+        lease: &Lease,
+        token: &Token,
+    ) -> Result<bool, BoxError> {
+        if self.fail.load(Ordering::SeqCst) {
+            return Err("disk full".into());
+        }
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        self.inner.put_if_leased(key, lease, token).await
+    }
+    async fn release(&self, key: &str, lease: &Lease) -> Result<(), BoxError> {
+        self.inner.release(key, lease).await
+    }
+}
+
+#[tokio::test]
+async fn each_user_has_one_refresh_in_flight_and_users_do_not_wait_for_each_other() {
+    let (slow, gate) = Scripted::new(Duration::from_secs(3600)).gated();
+    let fast = Scripted::new(Duration::from_secs(3600));
+    let (s, f) = (slow.clone(), fast.clone());
+    let layer = UserTokenLayer::new(move |open_id: &str| {
+        if open_id == "slow" {
+            s.clone()
+        } else {
+            f.clone()
+        }
+    });
+    let rec = Recorder::new();
+    let svc = layer.layer(rec.service(|_, _| json("{}")));
+
+    let slow_calls: Vec<_> = (0..5)
+        .map(|_| tokio::spawn(svc.clone().oneshot(user_req("slow"))))
+        .collect();
+    settle().await;
+    // The slow user's refresh is stuck; the fast user's requests go through meanwhile.
+    for _ in 0..5 {
+        svc.clone().oneshot(user_req("fast")).await.unwrap();
+    }
+    assert_eq!(fast.fetches(), 1);
+    assert_eq!(slow.fetches(), 1);
+    assert_eq!(rec.count(), 5);
+    gate.add_permits(1);
+    for c in slow_calls {
+        c.await.unwrap().unwrap();
+    }
+    assert_eq!(slow.fetches(), 1);
+    assert_eq!(rec.count(), 10);
+    assert_eq!(layer.users(), 2);
+}
+
+#[tokio::test]
+async fn a_request_without_a_user_fails_typed() {
+    let layer = UserTokenLayer::new(|_: &str| Scripted::new(Duration::from_secs(60)));
+    let rec = Recorder::new();
+    let err = layer
+        .layer(rec.service(|_, _| json("{}")))
+        .oneshot(req(""))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::MissingOpenId), "{err:?}");
+    assert_eq!(rec.count(), 0);
+}
+
+#[tokio::test]
+async fn the_slot_map_is_bounded_and_evicts_the_least_recently_used() {
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let f = fetches.clone();
+    let layer = UserTokenLayer::builder(move |open_id: &str| {
+        let f = f.clone();
+        let open_id = open_id.to_owned();
+        douyin_auth::source_fn(move || {
+            f.fetch_add(1, Ordering::SeqCst);
+            let t = Token::new(format!("act.{open_id}"), Duration::from_secs(3600));
+            async move { Ok::<_, BoxError>(t) }
+        })
+    })
+    .max_users(2)
+    .build();
+    let rec = Recorder::new();
+    let svc = layer.layer(rec.service(|_, _| json("{}")));
+    for user in ["a", "b", "a", "c"] {
+        svc.clone().oneshot(user_req(user)).await.unwrap();
+    }
+    assert_eq!(layer.users(), 2);
+    // "b" was the least recently used.
+    assert!(layer.has_user("a") && layer.has_user("c") && !layer.has_user("b"));
+    assert_eq!(rec.tokens(), ["act.a", "act.b", "act.a", "act.c"]);
+    // Back again: a new slot, a new fetch.
+    svc.clone().oneshot(user_req("b")).await.unwrap();
+    assert_eq!(fetches.load(Ordering::SeqCst), 4);
+    assert_eq!(layer.users(), 2);
+}
+
+#[tokio::test]
+async fn stored_users_refresh_once_per_user_across_instances() {
+    let mock = MockDouyin::start().await.unwrap();
+    let store = MemoryStore::new();
+    let grants: Vec<_> = ["u1", "u2"]
+        .iter()
+        .map(|u| mock.issue_user_tokens(*u, ["user_info"]))
+        .collect();
+    let seed = users(&mock, store.clone());
+    for g in &grants {
+        // Access token used up, refresh token near its end: refresh and renew.
+        seed.save(&stored(g, Duration::ZERO, DAY)).await.unwrap();
+    }
+    // Four instances (separate layers) sharing the store, four requests per user each.
+    let rec = Recorder::new();
+    let mut calls = Vec::new();
+    for _ in 0..4 {
+        let svc =
+            UserTokenLayer::new(users(&mock, store.clone())).layer(rec.service(|_, _| json("{}")));
+        for g in &grants {
+            for _ in 0..4 {
+                calls.push(svc.clone().oneshot(user_req(&g.open_id)));
+            }
+        }
+    }
+    for r in join_all(calls).await {
+        r.unwrap();
+    }
+    let c = mock.counters();
+    assert_eq!((c.refresh_calls, c.renew_calls), (2, 2), "{c:?}");
+    // The stored pairs are the new ones, with the renewed refresh tokens.
+    for g in &grants {
+        let t = store
+            .get(&StoredUsers::<HttpsClient, MemoryStore>::key_for(
+                &g.open_id,
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_ne!(t.refresh_token(), Some(g.refresh_token.as_str()));
+        assert!(t.refresh_expires_in().unwrap() > 20 * DAY);
+        assert!(t.remaining() > 14 * DAY);
+    }
+    assert_eq!(rec.count(), 32);
+}
+
+#[tokio::test]
+async fn a_refreshed_pair_is_written_before_use_and_a_failed_write_is_retried() {
+    let mock = MockDouyin::start().await.unwrap();
+    let store = FlakyStore::default();
+    let g = mock.issue_user_tokens("u1", ["user_info"]);
+    let users = users(&mock, store.clone());
+    users.save(&stored(&g, Duration::ZERO, DAY)).await.unwrap();
+    let layer = UserTokenLayer::builder(users.clone())
+        .options(|o| o.backoff(Duration::from_millis(10), Duration::from_millis(20)))
+        .build();
+    let rec = Recorder::new();
+    let svc = layer.layer(rec.service(|_, _| json("{}")));
+
+    store.fail.store(true, Ordering::SeqCst);
+    let err = svc.clone().oneshot(user_req("u1")).await.unwrap_err();
+    assert!(matches!(err, Error::Persist(_)), "{err:?}");
+    // Nothing was sent with the unwritten pair; Douyin was called once (renew + refresh).
+    assert_eq!(rec.count(), 0);
+    let c = mock.counters();
+    assert_eq!((c.renew_calls, c.refresh_calls), (1, 1));
+
+    // The store heals: the pair kept in memory is written by the background retry, without
+    // another call to Douyin.
+    store.fail.store(false, Ordering::SeqCst);
+    let key = StoredUsers::<HttpsClient, FlakyStore>::key_for("u1");
+    let mut written = false;
+    for _ in 0..500 {
+        let t = store.inner.get(&key).await.unwrap().unwrap();
+        if t.refresh_token() != Some(g.refresh_token.as_str()) {
+            written = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(written, "the pending pair never reached the store");
+    let res = svc.clone().oneshot(user_req("u1")).await;
+    res.unwrap();
+    let stored_now = store.inner.get(&key).await.unwrap().unwrap();
+    assert_eq!(rec.tokens(), [stored_now.secret().to_owned()]);
+    let c = mock.counters();
+    assert_eq!((c.renew_calls, c.refresh_calls), (1, 1));
+}
+
+#[tokio::test]
+async fn a_dead_refresh_token_requires_reauthorization_naming_the_user() {
+    let mock = MockDouyin::start().await.unwrap();
+    let store = MemoryStore::new();
+    let g = mock.issue_user_tokens("gone", ["user_info"]);
+    let users = users(&mock, store.clone());
+    users
+        .save(&stored(&g, Duration::ZERO, 20 * DAY))
+        .await
+        .unwrap();
+    mock.revoke_user("gone");
+    let svc = UserTokenLayer::new(users).layer(Recorder::new().service(|_, _| json("{}")));
+
+    let err = svc.clone().oneshot(user_req("gone")).await.unwrap_err();
+    let Error::ReauthorizationRequired { open_id, cause } = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(open_id, "gone");
+    assert_eq!(cause.as_ref().map(|d| d.code()), Some(10_010));
+
+    // A user the store does not know: the same, without asking Douyin.
+    let before = mock.counters().refresh_calls;
+    let err = svc.clone().oneshot(user_req("stranger")).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::ReauthorizationRequired { open_id, cause: None } if open_id == "stranger"),
+        "{err:?}"
+    );
+    assert_eq!(mock.counters().refresh_calls, before);
+}
+
+#[tokio::test]
+async fn a_user_token_written_by_another_instance_is_adopted() {
+    let mock = MockDouyin::start().await.unwrap();
+    let store = MemoryStore::new();
+    let g = mock.issue_user_tokens("u1", ["user_info"]);
+    let a = users(&mock, store.clone());
+    a.save(&stored(&g, Duration::from_secs(3600), 20 * DAY))
+        .await
+        .unwrap();
+    let source = a.user("u1");
+    // Fresh in the store: adopted, no call.
+    assert_eq!(source.fetch().await.unwrap().secret(), g.access_token);
+    assert_eq!(mock.counters().refresh_calls, 0);
+    // Asked again (the cache found it stale or rejected): refreshed under the lease.
+    let t = source.fetch().await.unwrap();
+    assert_eq!(mock.counters().refresh_calls, 1);
+    assert!(t.remaining() > 14 * DAY);
+    // Another instance adopts that pair without a call.
+    let b = users(&mock, store.clone()).user("u1");
+    assert_eq!(b.fetch().await.unwrap(), t);
+    assert_eq!(mock.counters().refresh_calls, 1);
+}
