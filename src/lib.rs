@@ -11,6 +11,8 @@ pub mod douyin;
 mod error;
 pub mod expiry;
 mod layer;
+#[cfg(feature = "reqwest-middleware")]
+mod middleware;
 #[cfg(feature = "mock")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mock")))]
 pub mod mock;
@@ -24,6 +26,9 @@ pub use layer::{
     DouyinAuthLayer, DouyinAuthLayerBuilder, TokenPlacement, ACCESS_TOKEN_HEADER, DEFAULT_HOSTS,
     DEFAULT_PEEK_LIMIT, DEFAULT_REPLAY_LIMIT,
 };
+#[cfg(feature = "reqwest-middleware")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest-middleware")))]
+pub use middleware::DouyinAuthMiddleware;
 pub use service::{DouyinAuth, NoRetry};
 
 /// The response future of [`DouyinAuth`].
