@@ -241,7 +241,6 @@ impl<C: ClassifyExpiry> Middleware for DouyinAuthMiddleware<C> {
             target: "douyin_auth",
             generation = ready.generation,
             retry = replay.is_some(),
-            front_end = "reqwest-middleware",
             "token expiry detected"
         );
         let Some(mut again) = replay else {
@@ -256,7 +255,6 @@ impl<C: ClassifyExpiry> Middleware for DouyinAuthMiddleware<C> {
         tracing::debug!(
             target: "douyin_auth",
             generation = ready.generation,
-            front_end = "reqwest-middleware",
             "retry sent"
         );
         next.run(again, extensions).await
