@@ -25,9 +25,9 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
-use douyin_auth::douyin::{verify_state, HttpsClient, OAuthClient, UserTokens};
+use douyin_auth::douyin::{verify_state, HttpsClient, OAuthClient};
 use douyin_auth::mock::MockDouyin;
-use douyin_auth::{BoxError, DouyinAuth, DouyinAuthLayer, Token, TokenSource};
+use douyin_auth::{BoxError, DouyinAuth, DouyinAuthLayer, Token};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -57,24 +57,6 @@ struct App {
     token_store: Arc<Mutex<HashMap<String, Token>>>,
     /// One layered client per logged-in user (one token cache per user).
     users: Arc<Mutex<HashMap<String, UserClient>>>,
-}
-
-/// The user's token source: hands out the token of the code exchange first (it is fresh), so
-/// the first call needs no refresh; every later fetch (stale, or rejected as expired) refreshes
-/// with the refresh token through `UserTokens`, which persists the new pair before use.
-struct Seeded {
-    first: Mutex<Option<Token>>,
-    tokens: UserTokens<HttpsClient>,
-}
-
-impl TokenSource for Seeded {
-    async fn fetch(&self) -> Result<Token, BoxError> {
-        let first = lock(&self.first).take();
-        match first {
-            Some(token) if !token.is_expired() => Ok(token),
-            _ => Ok(self.tokens.fetch_token().await?),
-        }
-    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -146,23 +128,17 @@ async fn callback(
     let open_id = token.open_id().unwrap_or_default().to_owned();
     lock(&app.token_store).insert(open_id.clone(), token.clone());
 
-    // The user's token source: refreshes with the refresh token, persists before use.
+    // The user's token source: hands out the fresh token of the exchange first, then refreshes
+    // with the refresh token and persists every new pair before it is used.
     let store = Arc::clone(&app.token_store);
-    let tokens = app
-        .oauth
-        .user_tokens(token.clone())
-        .on_refresh(move |t: Token| {
-            let store = Arc::clone(&store);
-            async move {
-                let id = t.open_id().unwrap_or_default().to_owned();
-                lock(&store).insert(id, t);
-                Ok::<_, BoxError>(())
-            }
-        });
-    let source = Seeded {
-        first: Mutex::new(Some(token)),
-        tokens,
-    };
+    let source = app.oauth.user_tokens(token).on_refresh(move |t: Token| {
+        let store = Arc::clone(&store);
+        async move {
+            let id = t.open_id().unwrap_or_default().to_owned();
+            lock(&store).insert(id, t);
+            Ok::<_, BoxError>(())
+        }
+    });
     let client = DouyinAuthLayer::new(source).layer(app.http.clone());
     lock(&app.users).insert(open_id.clone(), client);
     if let Some(s) = lock(&app.sessions).get_mut(&sid) {

@@ -98,6 +98,8 @@ async fn refresh_expiry_retry_failure_and_persistence_are_traced_without_secrets
     let user = oauth
         .user_tokens(token)
         .on_refresh(|_t: Token| async { Err::<(), BoxError>("database unavailable".into()) });
+    // The stored token is fresh: the first fetch adopts it, the next one refreshes.
+    user.fetch_token().await.unwrap();
     let err = user.fetch_token().await.unwrap_err();
     assert!(matches!(err, douyin_auth::Error::Persist(_)), "{err:?}");
     secrets.push(user.current().secret().to_owned());

@@ -22,5 +22,5 @@ pub use self::client_credentials::{ClientCredentials, ClientTokenEndpoint};
 pub use self::http::HttpsClient;
 pub use self::http::{HttpClient, DEFAULT_BASE_URL, MAX_RESPONSE_BYTES};
 pub use self::oauth::{verify_state, AuthorizationUrl, OAuthClient, State};
-pub use self::user_tokens::{PersistHook, UserTokens, DEFAULT_RENEW_WINDOW};
+pub use self::user_tokens::{PersistHook, UserTokens, ADOPT_MIN_REMAINING, DEFAULT_RENEW_WINDOW};
 pub use self::wire::{parse_token_response, TokenResponse};

@@ -64,7 +64,13 @@ struct UserState {
     current: Token,
     /// The current pair has not reached the persistence hook yet.
     pending: bool,
+    /// The stored token has been handed out once (so the next fetch refreshes).
+    served: bool,
 }
+
+/// The first fetch hands out the stored access token as it is, without calling Douyin, when
+/// it has at least this long to live: a restart does not refresh every user.
+pub const ADOPT_MIN_REMAINING: Duration = Duration::from_secs(15 * 60);
 
 /// A [`TokenSource`] for ONE user's stored tokens: it refreshes the user's access token with
 /// the refresh token.
@@ -167,6 +173,7 @@ impl<C> UserTokens<C> {
             state: Arc::new(Mutex::new(UserState {
                 current: token,
                 pending: false,
+                served: false,
             })),
         }
     }
@@ -232,6 +239,12 @@ impl<C: HttpClient> UserTokens<C> {
     /// type's documentation for the steps.
     pub async fn fetch_token(&self) -> Result<Token, Error> {
         let mut state = self.state.lock().await;
+
+        if !state.served && !state.pending && state.current.remaining() >= ADOPT_MIN_REMAINING {
+            state.served = true;
+            return Ok(state.current.clone());
+        }
+        state.served = true;
 
         if state.pending {
             self.persist(&mut state).await?;
@@ -406,8 +419,9 @@ mod tests {
         r#"{"data": {"description": "renew limit", "error_code": "10020", "log_id": "LOG10020"}}"#;
     const BUSY: &str = r#"{"data": {"description": "system busy", "error_code": 2100004}}"#;
 
+    /// A stored pair whose access token is near its end, so the first fetch refreshes.
     fn stored(refresh_days: u64) -> Token {
-        Token::new("act.OLD", Duration::from_secs(15 * DAY))
+        Token::new("act.OLD", Duration::from_secs(10 * 60))
             .with_open_id("open-1")
             .with_refresh_token("rft.OLD", Duration::from_secs(refresh_days * DAY))
             .with_scopes(["user_info", "video.list"])
@@ -431,6 +445,20 @@ mod tests {
             }
         };
         (hook, persisted)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stored_token_with_life_left_is_adopted_without_a_call_then_refreshed() {
+        let (client, seen) = mock(vec![(200, REFRESHED_NO_RT)]);
+        let fresh = Token::new("act.STORED", Duration::from_secs(DAY))
+            .with_open_id("open-1")
+            .with_refresh_token("rft.OLD", Duration::from_secs(20 * DAY));
+        let source = UserTokens::with_client("key1", "SECRET", fresh, client);
+        assert_eq!(source.fetch().await.unwrap().secret(), "act.STORED");
+        assert_eq!(seen.lock().unwrap().len(), 0);
+        // Asked again (the cache found it stale or rejected): now it refreshes.
+        assert_eq!(source.fetch().await.unwrap().secret(), "act.NEW");
+        assert_eq!(seen.lock().unwrap().len(), 1);
     }
 
     #[tokio::test(start_paused = true)]

@@ -1,0 +1,255 @@
+//! A small command-line client for any Douyin OpenAPI endpoint, with automatic client-token
+//! handling: the token is fetched once, attached to every request, refreshed when it turns
+//! stale, and a request answered "token expired" is sent once more.
+//!
+//! ```text
+//! cargo run --example douyin_api -- [--base-url URL] [--data JSON] [--requests N] [--concurrency C] METHOD PATH
+//! ```
+//!
+//! - Credentials come from `DOUYIN_CLIENT_KEY` and `DOUYIN_CLIENT_SECRET`.
+//! - `--base-url` defaults to `DOUYIN_BASE_URL`, else `https://open.douyin.com`; plain
+//!   `http://` is accepted for loopback hosts only.
+//! - The request is sent N times (default 1), C at a time (default 1), all through ONE
+//!   layered client; each response body is printed on its own line on stdout, a summary on
+//!   stderr.
+//! - Exit status: 0 when every response was HTTP 2xx without a Douyin error code, 1 otherwise,
+//!   2 on bad usage or missing credentials.
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use douyin_auth::douyin::{ClientCredentials, HttpsClient};
+use douyin_auth::{BoxError, DouyinAuthLayer, Token, TokenSource};
+use http::{Method, Request};
+use http_body_util::{BodyExt, Full};
+use tower::{ServiceBuilder, ServiceExt};
+
+const USAGE: &str =
+    "usage: douyin_api [--base-url URL] [--data JSON] [--requests N] [--concurrency C] METHOD PATH
+  credentials: DOUYIN_CLIENT_KEY and DOUYIN_CLIENT_SECRET
+  base URL:    --base-url, else DOUYIN_BASE_URL, else https://open.douyin.com";
+
+#[derive(Debug)]
+struct Args {
+    base_url: String,
+    data: Option<String>,
+    requests: usize,
+    concurrency: usize,
+    method: Method,
+    path: String,
+}
+
+fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
+    let mut base_url = std::env::var("DOUYIN_BASE_URL")
+        .ok()
+        .filter(|s| !s.is_empty());
+    let mut data = None;
+    let mut requests = 1usize;
+    let mut concurrency = 1usize;
+    let mut positional = Vec::new();
+    while let Some(arg) = argv.next() {
+        let mut value = |name: &str| argv.next().ok_or_else(|| format!("{name} needs a value"));
+        match arg.as_str() {
+            "--base-url" => base_url = Some(value("--base-url")?),
+            "--data" => data = Some(value("--data")?),
+            "--requests" => requests = positive(&value("--requests")?, "--requests")?,
+            "--concurrency" => concurrency = positive(&value("--concurrency")?, "--concurrency")?,
+            "-h" | "--help" => return Err(String::new()),
+            s if s.starts_with("--") => return Err(format!("unknown option {s}")),
+            _ => positional.push(arg),
+        }
+    }
+    let [method, path] = <[String; 2]>::try_from(positional)
+        .map_err(|p| format!("expected METHOD and PATH, got {} arguments", p.len()))?;
+    let method = Method::from_bytes(method.to_ascii_uppercase().as_bytes())
+        .map_err(|_| format!("{method:?} is not an HTTP method"))?;
+    if !path.starts_with('/') {
+        return Err(format!("PATH must start with '/', got {path:?}"));
+    }
+    if let Some(d) = &data {
+        serde_json::from_str::<serde_json::Value>(d)
+            .map_err(|e| format!("--data is not valid JSON: {e}"))?;
+    }
+    let base_url = base_url
+        .unwrap_or_else(|| "https://open.douyin.com".to_owned())
+        .trim_end_matches('/')
+        .to_owned();
+    check_base_url(&base_url)?;
+    Ok(Args {
+        base_url,
+        data,
+        requests,
+        concurrency,
+        method,
+        path,
+    })
+}
+
+fn positive(s: &str, name: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("{name} must be a positive whole number, got {s:?}")),
+    }
+}
+
+fn check_base_url(url: &str) -> Result<(), String> {
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|_| format!("--base-url {url:?} is not a URL"))?;
+    let host = uri
+        .host()
+        .ok_or_else(|| format!("--base-url {url:?} has no host"))?;
+    match uri.scheme_str() {
+        Some("https") => Ok(()),
+        Some("http") if is_loopback(host) => Ok(()),
+        Some("http") => Err(format!(
+            "--base-url {url:?}: plain http:// is accepted for loopback hosts only"
+        )),
+        _ => Err(format!("--base-url {url:?} must start with https://")),
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Counts the token fetches, for the summary.
+struct Counting<T> {
+    inner: T,
+    fetches: Arc<AtomicUsize>,
+}
+
+impl<T: TokenSource> TokenSource for Counting<T> {
+    async fn fetch(&self) -> Result<Token, BoxError> {
+        self.fetches.fetch_add(1, Ordering::Relaxed);
+        self.inner.fetch().await
+    }
+}
+
+/// Whether a Douyin JSON body carries a non-zero error code in any of Douyin's shapes.
+fn douyin_error_code(body: &[u8]) -> Option<i64> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let code = |v: &serde_json::Value| {
+        v.as_i64()
+            .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+    };
+    for place in [
+        &v["data"]["error_code"],
+        &v["extra"]["error_code"],
+        &v["err_no"],
+    ] {
+        if let Some(c) = code(place).filter(|&c| c != 0) {
+            return Some(c);
+        }
+    }
+    None
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = match parse_args(std::env::args().skip(1)) {
+        Ok(a) => a,
+        Err(msg) => {
+            if !msg.is_empty() {
+                eprintln!("douyin_api: {msg}");
+            }
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let key = std::env::var("DOUYIN_CLIENT_KEY").unwrap_or_default();
+    let secret = std::env::var("DOUYIN_CLIENT_SECRET").unwrap_or_default();
+    let missing: Vec<_> = [
+        ("DOUYIN_CLIENT_KEY", key.is_empty()),
+        ("DOUYIN_CLIENT_SECRET", secret.is_empty()),
+    ]
+    .into_iter()
+    .filter_map(|(name, missing)| missing.then_some(name))
+    .collect();
+    if !missing.is_empty() {
+        eprintln!(
+            "douyin_api: missing credentials: set {} in the environment",
+            missing.join(" and ")
+        );
+        return ExitCode::from(2);
+    }
+    run(args, key, secret).await
+}
+
+async fn run(args: Args, key: String, secret: String) -> ExitCode {
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let source = Counting {
+        inner: ClientCredentials::new(key, secret).base_url(&args.base_url),
+        fetches: fetches.clone(),
+    };
+    // ONE layered client for every request.
+    let client = ServiceBuilder::new()
+        .layer(DouyinAuthLayer::new(source))
+        .service(HttpsClient::new());
+    let url = format!("{}{}", args.base_url, args.path);
+    let body = Bytes::from(args.data.clone().unwrap_or_default());
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(args.concurrency));
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..args.requests {
+        let client = client.clone();
+        let semaphore = semaphore.clone();
+        let mut req = Request::builder().method(args.method.clone()).uri(&url);
+        if args.data.is_some() {
+            req = req.header(http::header::CONTENT_TYPE, "application/json");
+        }
+        let req = req.body(Full::new(body.clone()));
+        tasks.spawn(async move {
+            let _permit = semaphore.acquire_owned().await?;
+            let res = client.oneshot(req?).await?;
+            let status = res.status();
+            let body = res.into_body().collect().await?.to_bytes();
+            Ok::<_, BoxError>((status, body))
+        });
+    }
+
+    let (mut ok, mut failed) = (0usize, 0usize);
+    while let Some(joined) = tasks.join_next().await {
+        match joined.map_err(BoxError::from).and_then(|r| r) {
+            Ok((status, body)) => {
+                println!("{}", String::from_utf8_lossy(&body).trim_end());
+                if status.is_success() && douyin_error_code(&body).is_none() {
+                    ok += 1;
+                } else {
+                    failed += 1;
+                }
+            }
+            Err(e) => {
+                eprintln!("douyin_api: request failed: {}", error_chain(&*e));
+                failed += 1;
+            }
+        }
+    }
+    eprintln!(
+        "douyin_api: {} requests, {ok} ok, {failed} failed; {} token fetches",
+        args.requests,
+        fetches.load(Ordering::Relaxed)
+    );
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        cur = s.source();
+    }
+    out
+}
