@@ -200,3 +200,23 @@ async fn tower_layer_and_middleware_share_one_cache() {
     assert_eq!(layer.cached_token().unwrap(), fresh);
     assert_eq!(mock.counters().stable_client_token_calls, 2);
 }
+
+#[tokio::test]
+async fn a_body_that_cannot_be_cloned_goes_out_once_and_the_next_request_gets_a_new_token() {
+    let mock = MockDouyin::start().await.unwrap();
+    let client = client(DouyinAuthMiddleware::new(source(&mock)));
+    let url = format!("{}/api/douyin/v1/video/list/", mock.base_url());
+    client.get(&url).send().await.unwrap();
+    mock.expire_all_tokens();
+
+    // A wrapped http_body is a stream to reqwest: `try_clone` gives `None`.
+    let streaming = reqwest::Body::wrap(Full::new(Bytes::from_static(br#"{"cursor":0}"#)));
+    let res = client.post(&url).body(streaming).send().await.unwrap();
+    let body = json(res).await;
+    assert_eq!(body["err_no"], 28_001_008, "{body}");
+    assert_eq!(mock.counters().api_calls, 2, "no retry");
+
+    let body = json(client.post(&url).body("{}").send().await.unwrap()).await;
+    assert_eq!(body["err_no"], 0, "{body}");
+    assert_eq!(mock.counters().stable_client_token_calls, 2);
+}
