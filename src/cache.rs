@@ -116,6 +116,15 @@ impl Failure {
         }
     }
 
+    /// The token source's own error, for the log (the crate's sources never put a secret in
+    /// theirs).
+    fn cause(&self) -> Option<&SharedError> {
+        match self {
+            Failure::Source(e) => Some(e),
+            _ => None,
+        }
+    }
+
     fn is_rate_limited(&self) -> bool {
         match self {
             Failure::Source(e) => {
@@ -349,7 +358,19 @@ impl TokenCache {
             cache: Arc::clone(self),
             finished: false,
         };
-        handle.spawn(run_refresh(guard, tx));
+        // The refresh outlives the request that started it: its own root span, linked to the
+        // request's span (if any) by `follows_from`.
+        let span = tracing::info_span!(
+            target: "douyin_auth",
+            parent: None,
+            "token_refresh",
+            source = self.source.type_name()
+        );
+        span.follows_from(tracing::Span::current());
+        handle.spawn(tracing::Instrument::instrument(
+            run_refresh(guard, tx),
+            span,
+        ));
         Ok(rx)
     }
 
@@ -484,6 +505,7 @@ async fn run_refresh(mut guard: FlightGuard, tx: watch::Sender<Option<Outcome>>)
             outcome = "error",
             duration_ms,
             error = %f.to_error(),
+            cause = f.cause().map(tracing::field::display),
             "token refresh failed"
         ),
     }

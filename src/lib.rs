@@ -1,4 +1,226 @@
-//! douyin-auth: hands-off Douyin Open Platform authentication for tower clients.
+//! douyin-auth: hands-off Douyin (抖音) Open Platform authentication for tower, hyper, axum,
+//! tonic and reqwest-middleware clients.
+//!
+//! # Overview
+//!
+//! Every call to a Douyin OpenAPI endpoint needs a token in the `access-token` header: the
+//! app's client token (about 2 hours) or a user's access token (about 15 days, renewed with a
+//! refresh token). [`DouyinAuthLayer`] is a tower [`Layer`](tower_layer::Layer) that
+//!
+//! - attaches the token to every request, from a cache read without a lock or an allocation;
+//! - keeps it fresh: a stale token is served while exactly one background refresh runs, and
+//!   only an expired or missing token makes requests wait (for that same one refresh);
+//! - when the answer says the token expired (HTTP 401, or one of Douyin's error codes in any of
+//!   its JSON body shapes, which Douyin sends with HTTP 200), drops the token, refreshes it
+//!   and sends the request **once** more;
+//! - never shows a secret in `Debug`, `Display`, errors or logs, and attaches tokens only to
+//!   Douyin's hosts over HTTPS (and to loopback, for tests and the mock).
+//!
+//! Tokens come from a [`TokenSource`]: [`douyin::ClientCredentials`] for the client token,
+//! [`douyin::UserTokens`] for one user's tokens (after [`douyin::OAuthClient`]'s code
+//! exchange), [`source_fn`] for a closure, or your own implementation.
+//!
+//! # Example
+//!
+//! A hyper-util client behind the layer, against the embedded [mock Douyin server](mock)
+//! (feature `mock`, on by default) so it runs anywhere:
+//!
+//! ```
+//! # #[cfg(all(feature = "mock", feature = "https"))]
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), douyin_auth::BoxError> {
+//! use bytes::Bytes;
+//! use douyin_auth::douyin::ClientCredentials;
+//! use douyin_auth::mock::MockDouyin;
+//! use douyin_auth::DouyinAuthLayer;
+//! use http_body_util::{BodyExt, Full};
+//! use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+//! use tower::{ServiceBuilder, ServiceExt};
+//!
+//! let mock = MockDouyin::start().await?;
+//! // In production: ClientCredentials::new("your_client_key", "your_client_secret").
+//! let source = ClientCredentials::new(mock.client_key(), mock.client_secret())
+//!     .base_url(mock.base_url());
+//!
+//! let client = ServiceBuilder::new()
+//!     .layer(DouyinAuthLayer::new(source))
+//!     .service(Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>());
+//!
+//! let url = format!("{}/data/external/user/fans/?open_id=OPEN_ID", mock.base_url());
+//! let answer = client.oneshot(http::Request::get(url).body(Full::default())?).await?;
+//! let body = answer.into_body().collect().await?.to_bytes();
+//! assert!(body.starts_with(br#"{"data":{"description":"","error_code":0"#));
+//! # Ok(()) }
+//! # #[cfg(not(all(feature = "mock", feature = "https")))]
+//! # fn main() {}
+//! ```
+//!
+//! # Feature flags
+//!
+//! | feature | default | what it adds |
+//! | --- | --- | --- |
+//! | `https` | yes | [`douyin::HttpsClient`] (hyper-util over rustls, `ring`, webpki roots), so `ClientCredentials::new`, `UserTokens::new` and `OAuthClient::new` need no HTTP client argument |
+//! | `mock` | yes | [`mock::MockDouyin`], the embedded mock Douyin server for tests, examples and the quickstart; turn default features off (and `https` back on) to leave it out of production builds |
+//! | `axum` | no | [`ReplayBody`] for `axum::body::Body` (axum 0.8), so the layer stacks on a hyper-util `Client<_, axum::body::Body>` |
+//! | `tonic` | no | [`ReplayBody`] for `tonic::body::Body` (tonic 0.14), so the layer stacks on a tonic `Channel` |
+//! | `reqwest-middleware` | no | `DouyinAuthMiddleware`, the same cache and classifier as a `reqwest_middleware::Middleware` (reqwest-middleware 0.5, reqwest 0.13) |
+//!
+//! Supported versions: hyper 1 with hyper-util 0.1, tower 0.5, axum 0.8 (axum-core 0.5),
+//! tonic 0.14, reqwest-middleware 0.5 with reqwest 0.13. The minimum Rust version is 1.85.
+//!
+//! # Integrations
+//!
+//! ## hyper-util
+//!
+//! The layer wraps a hyper-util legacy `Client<C, B>` for any connector `C` and any request
+//! body `B` that implements [`ReplayBody`] (`Full<Bytes>`, `String`, boxed bodies, and with
+//! the features `axum::body::Body` and `tonic::body::Body`). The inner client keeps seeing the
+//! body type it was built for; the response body is [`ResponseBody`], which yields the bytes
+//! the server sent. See the [example above](#example) and `examples/hyper_client.rs`.
+//!
+//! ## axum
+//!
+//! Keep one layered client in the app state; clones share the connection pool and the token
+//! cache, so every handler uses the same token and one refresh at a time
+//! (`examples/axum_app.rs`; feature `axum` for `axum::body::Body` requests):
+//!
+//! ```no_run
+//! # #[cfg(all(feature = "axum", feature = "https"))]
+//! # mod demo {
+//! use axum::{extract::State, routing::get, Router};
+//! use douyin_auth::{douyin::ClientCredentials, DouyinAuth, DouyinAuthLayer};
+//! use hyper_util::client::legacy::{connect::HttpConnector, Client};
+//! use hyper_util::rt::TokioExecutor;
+//! use tower::{Layer, ServiceExt};
+//!
+//! type Douyin = DouyinAuth<Client<HttpConnector, axum::body::Body>>;
+//!
+//! async fn fans(State(douyin): State<Douyin>) -> axum::response::Response {
+//!     let request = http::Request::get("https://open.douyin.com/data/external/user/fans/")
+//!         .body(axum::body::Body::empty())
+//!         .expect("a valid request");
+//!     match douyin.oneshot(request).await {
+//!         Ok(answer) => answer.map(axum::body::Body::new),
+//!         Err(e) => axum::response::IntoResponse::into_response((
+//!             http::StatusCode::BAD_GATEWAY,
+//!             e.to_string(),
+//!         )),
+//!     }
+//! }
+//!
+//! pub fn app() -> Router {
+//!     let source = ClientCredentials::new("your_client_key", "your_client_secret");
+//!     let http = Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+//!     let douyin: Douyin = DouyinAuthLayer::new(source).layer(http);
+//!     Router::new().route("/fans", get(fans)).with_state(douyin)
+//! }
+//! # }
+//! # fn main() {}
+//! ```
+//!
+//! A real client calls `https://` URLs, so build it over an HTTPS connector (hyper-rustls).
+//! `examples/axum_login.rs` is a complete "log in with Douyin": the authorization URL with a
+//! CSRF [`State`](douyin::State), the callback checked with [`douyin::verify_state`] (constant
+//! time, single use), the code exchange, the user's tokens stored and refreshed through
+//! [`douyin::UserTokens`] with a persistence hook, and a user API called on the user's behalf.
+//!
+//! ## tonic
+//!
+//! With the feature `tonic`, the layer stacks on a `Channel` and the result is a
+//! `tonic::client::GrpcService<tonic::body::Body>`, usable with generated clients
+//! (`MyClient::new(client)`). Use [`expiry::GrpcExpiry`] so `grpc-status: 16`
+//! (UNAUTHENTICATED) counts as expiry:
+//!
+//! ```no_run
+//! # #[cfg(feature = "tonic")]
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use douyin_auth::{expiry::GrpcExpiry, DouyinAuthLayer, StaticToken};
+//! use tower::ServiceBuilder;
+//!
+//! let channel = tonic::transport::Endpoint::from_static("http://127.0.0.1:50051")
+//!     .connect()
+//!     .await?;
+//! let layer = DouyinAuthLayer::builder(StaticToken::new("clt.example"))
+//!     .classifier(GrpcExpiry)
+//!     .build();
+//! let client = ServiceBuilder::new().layer(layer).service(channel);
+//! // let mut greeter = GreeterClient::new(client);
+//! # drop(client); Ok(()) }
+//! # fn main() {}
+//! ```
+//!
+//! tonic request bodies are streams of unknown size, so the layer cannot replay them: an
+//! UNAUTHENTICATED answer reaches the caller as it came, the rejected token is dropped, and the
+//! next call waits for the one refresh and carries the new token. Retry the call yourself if it
+//! is idempotent.
+//!
+//! ## reqwest-middleware
+//!
+//! `DouyinAuthMiddleware` (feature `reqwest-middleware`) is a second front end of the same
+//! core. `DouyinAuthMiddleware::from_layer(&layer)` shares a layer's cache, classifier and
+//! options, so a tower client and a reqwest client of one app use one token:
+//!
+//! ```no_run
+//! # #[cfg(all(feature = "reqwest-middleware", feature = "https"))]
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use douyin_auth::{douyin::ClientCredentials, DouyinAuthMiddleware};
+//!
+//! let source = ClientCredentials::new("your_client_key", "your_client_secret");
+//! let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+//!     .with(DouyinAuthMiddleware::new(source))
+//!     .build();
+//! let answer = client
+//!     .get("https://open.douyin.com/data/external/user/fans/?open_id=OPEN_ID")
+//!     .send()
+//!     .await?;
+//! # drop(answer); Ok(()) }
+//! # fn main() {}
+//! ```
+//!
+//! # Retry semantics
+//!
+//! A request is sent at most twice. It is sent again only when
+//!
+//! - the classifier says the first answer means "expired or invalid token"
+//!   ([`expiry::DouyinExpiry`] by default: HTTP 401, or an expiry code in a JSON body read up to
+//!   the peek limit, 64 KiB; [`expiry::GrpcExpiry`] for gRPC; or your own
+//!   [`expiry::ClassifyExpiry`]);
+//! - the request can be replayed: with the tower layer, an empty body or one of exactly known
+//!   size up to the replay limit (64 KiB); with the reqwest middleware, any body
+//!   `reqwest::Request::try_clone` can clone (anything but a stream);
+//! - retries are on ([`DouyinAuthLayerBuilder::retry_on_expiry`]) and the request carries no
+//!   [`NoRetry`] extension.
+//!
+//! Before the second attempt the rejected token is dropped from the cache, unless a newer one
+//! already replaced it, and the request waits for the one refresh in flight (started if none
+//! is). The second answer reaches the caller whatever it says: never a third attempt. When the
+//! request cannot be replayed, the expired answer reaches the caller intact and the token is
+//! still dropped, so the next request gets a new one. The caller always reads the response
+//! body byte for byte as the server sent it, even when the layer looked into it.
+//!
+//! # Tracing
+//!
+//! The crate logs through [`tracing`] with the target `douyin_auth` (filter with
+//! `RUST_LOG=douyin_auth=debug` or `EnvFilter::new("douyin_auth=debug")`). Names and fields are
+//! stable; no event or span ever carries a client secret, an access or refresh token, or an
+//! authorization code (tokens are identified by `generation`, a counter per cache).
+//!
+//! | what | kind, level | message / name | fields |
+//! | --- | --- | --- | --- |
+//! | a refresh runs | span, INFO | `token_refresh` (a root span, `follows_from` the request that started it) | `source`: the token source's type name |
+//! | refresh start | event, DEBUG | `token refresh started` | `source` |
+//! | refresh success | event, INFO | `token refresh finished` | `outcome = "ok"`, `generation`, `duration_ms`, `expires_in_s` |
+//! | refresh failure | event, WARN | `token refresh failed` | `outcome = "error"`, `duration_ms`, `error` (this crate's message), `cause` (the token source's error, if it failed) |
+//! | stale token served | event, TRACE | `stale token served` | `generation` |
+//! | expiry detected | event, DEBUG | `token expiry detected` | `generation` (of the rejected token), `retry` (whether the request is sent again) |
+//! | rejected token dropped | event, DEBUG | `token invalidated` | `generation` |
+//! | retry sent | event, DEBUG | `retry sent` | `generation` (of the new token) |
+//! | persistence failure | event, WARN | `persisting a refreshed token failed` | `open_id`, `error` (the persistence hook's error) |
+//! | refresh-token renewal failure | event, WARN | `renewing the refresh token failed; refreshing with the current one` | `open_id`, `error` |
+//!
+//! The refresh events are emitted inside the `token_refresh` span. The errors of your own
+//! token source and persistence hook are logged with their `Display`: keep secrets out of
+//! them.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
@@ -11,6 +233,8 @@ pub mod douyin;
 mod error;
 pub mod expiry;
 mod layer;
+#[cfg(feature = "reqwest-middleware")]
+mod middleware;
 #[cfg(feature = "mock")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mock")))]
 pub mod mock;
@@ -26,6 +250,9 @@ pub use layer::{
     DouyinAuthLayer, DouyinAuthLayerBuilder, TokenPlacement, ACCESS_TOKEN_HEADER, DEFAULT_HOSTS,
     DEFAULT_PEEK_LIMIT, DEFAULT_REPLAY_LIMIT,
 };
+#[cfg(feature = "reqwest-middleware")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest-middleware")))]
+pub use middleware::DouyinAuthMiddleware;
 pub use service::{DouyinAuth, NoRetry};
 
 /// The response future of [`DouyinAuth`].

@@ -247,9 +247,15 @@ impl<C> UserTokens<C> {
 
     async fn persist(&self, state: &mut UserState) -> Result<(), Error> {
         if let Some(hook) = &self.hook {
-            hook.persist_boxed(state.current.clone())
-                .await
-                .map_err(Error::Persist)?;
+            if let Err(e) = hook.persist_boxed(state.current.clone()).await {
+                tracing::warn!(
+                    target: "douyin_auth",
+                    open_id = state.current.open_id().unwrap_or_default(),
+                    error = %e,
+                    "persisting a refreshed token failed"
+                );
+                return Err(Error::Persist(e));
+            }
         }
         state.pending = false;
         Ok(())
@@ -309,6 +315,7 @@ impl<C: HttpClient> UserTokens<C> {
                 }
                 Err(e) => {
                     tracing::warn!(
+                        target: "douyin_auth",
                         open_id = %open_id,
                         error = %e,
                         "renewing the refresh token failed; refreshing with the current one"
@@ -322,9 +329,8 @@ impl<C: HttpClient> UserTokens<C> {
             Err(e) => {
                 if state.pending {
                     // A renewed refresh token must not be lost: offer it to the hook anyway.
-                    if let Err(pe) = self.persist(&mut state).await {
-                        tracing::warn!(open_id = %open_id, error = %pe, "persisting the renewed refresh token failed");
-                    }
+                    // A failure is logged by `persist`; the refresh error is what the caller needs.
+                    let _ = self.persist(&mut state).await;
                 }
                 return Err(match e {
                     Error::Douyin(d) if d.kind() == CodeKind::RefreshTokenExpired => {

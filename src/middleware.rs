@@ -1,0 +1,262 @@
+//! [`DouyinAuthMiddleware`]: the reqwest-middleware front end of the same token cache and
+//! expiry classifier the tower layer uses (feature `reqwest-middleware`).
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::Arc;
+
+use http::Extensions;
+use http_body::Body as _;
+use http_body_util::BodyExt;
+use reqwest::{Request, Response, ResponseBuilderExt};
+use reqwest_middleware::{Middleware, Next};
+
+use crate::body::{contiguous, ResponseBody};
+use crate::cache::Ready;
+use crate::expiry::{ClassifyExpiry, DouyinExpiry, HeadVerdict};
+use crate::layer::{Shared, TokenPlacement};
+use crate::{DouyinAuthLayer, Error, NoRetry, TokenSource};
+
+/// A [`reqwest_middleware::Middleware`] that attaches a Douyin token to every request, keeps
+/// it fresh and, when the answer says the token expired, refreshes it and sends the request
+/// once more, exactly as [`DouyinAuthLayer`] does for tower clients.
+///
+/// It is a second front end of the same core: the token cache (one refresh at a time, stale
+/// tokens served during a background refresh), the classifier ([`DouyinExpiry`] by default:
+/// HTTP 401 or one of Douyin's codes in a JSON body read up to the peek limit), the allowed
+/// hosts and the token placement all come from a layer. [`new`](Self::new) builds one with the
+/// default options; [`from_layer`](Self::from_layer) shares the cache and options of a layer
+/// you built, so a tower client and a reqwest client of one app use one token and one refresh.
+/// Clones share the cache too.
+///
+/// # Retry semantics
+///
+/// A request is sent at most twice. It is sent again only when the first answer means
+/// "expired or invalid token", retries are on for the layer, the middleware `Extensions` hold
+/// no [`NoRetry`], and [`reqwest::Request::try_clone`] succeeds (any body but a stream; the
+/// replay limit does not apply, since reqwest keeps such bodies in memory already). Otherwise
+/// the expired answer reaches the caller as it came; the rejected token is dropped from the
+/// cache either way. A response body read to classify it is handed back byte for byte.
+///
+/// reqwest follows redirects and keeps custom headers such as `access-token` on them; Douyin's
+/// APIs do not redirect, but a client that talks to other hosts too may want
+/// `reqwest::redirect::Policy::none()`.
+///
+/// ```no_run
+/// use douyin_auth::douyin::ClientCredentials;
+/// use douyin_auth::DouyinAuthMiddleware;
+///
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let source = ClientCredentials::new("my_client_key", "my_client_secret");
+/// let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+///     .with(DouyinAuthMiddleware::new(source))
+///     .build();
+/// let answer = client
+///     .get("https://open.douyin.com/data/external/user/fans/?open_id=OPEN_ID")
+///     .send()
+///     .await?;
+/// println!("{}", answer.status());
+/// # Ok(()) }
+/// ```
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest-middleware")))]
+pub struct DouyinAuthMiddleware<C = DouyinExpiry> {
+    shared: Arc<Shared<C>>,
+}
+
+impl<C> Clone for DouyinAuthMiddleware<C> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<C> fmt::Debug for DouyinAuthMiddleware<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DouyinAuthMiddleware")
+            .field("shared", &self.shared)
+            .finish()
+    }
+}
+
+impl DouyinAuthMiddleware {
+    /// A middleware with the layer's default options, fetching tokens from `source`.
+    ///
+    /// For other options build a layer with [`DouyinAuthLayer::builder`] and use
+    /// [`from_layer`](Self::from_layer).
+    pub fn new<T: TokenSource>(source: T) -> Self {
+        Self::from_layer(&DouyinAuthLayer::new(source))
+    }
+}
+
+impl<C> DouyinAuthMiddleware<C> {
+    /// A middleware sharing `layer`'s cache, classifier and options: services built from the
+    /// layer and this middleware use the same token and the same single refresh.
+    pub fn from_layer(layer: &DouyinAuthLayer<C>) -> Self {
+        Self {
+            shared: Arc::clone(layer.shared()),
+        }
+    }
+}
+
+impl<C> From<&DouyinAuthLayer<C>> for DouyinAuthMiddleware<C> {
+    fn from(layer: &DouyinAuthLayer<C>) -> Self {
+        Self::from_layer(layer)
+    }
+}
+
+fn middleware_error(e: Error) -> reqwest_middleware::Error {
+    reqwest_middleware::Error::middleware(e)
+}
+
+/// Checks the request's target against the allowed hosts, as the layer does.
+fn check_target<C>(shared: &Shared<C>, req: &Request) -> Result<(), Error> {
+    let url = req.url();
+    let host = url.host_str().unwrap_or_default();
+    // Only scheme and authority matter to the check; the path and query (which may hold
+    // anything) are never parsed or reported.
+    let authority = match url.port() {
+        Some(port) => format!("{}://{host}:{port}/", url.scheme()),
+        None => format!("{}://{host}/", url.scheme()),
+    };
+    let uri: http::Uri = authority.parse().map_err(|_| Error::DisallowedTarget {
+        target: format!("{}://{host}", url.scheme()),
+    })?;
+    shared.targets.check(&uri)
+}
+
+/// Puts the token where the layer is configured to put it.
+fn attach<C>(shared: &Shared<C>, req: &mut Request, ready: &Ready) -> Result<(), Error> {
+    if let Some(name) = &shared.header_name {
+        req.headers_mut().insert(name.clone(), ready.header.clone());
+        return Ok(());
+    }
+    if let TokenPlacement::Query(param) = &shared.placement {
+        let token = ready
+            .header
+            .to_str()
+            .map_err(|_| Error::InvalidHeaderValue)?;
+        req.url_mut().query_pairs_mut().append_pair(param, token);
+    }
+    Ok(())
+}
+
+async fn token<C>(shared: &Arc<Shared<C>>) -> Result<Ready, Error> {
+    match shared.cache.lookup() {
+        Some(ready) => Ok(ready),
+        None => Arc::clone(&shared.cache).wait().await,
+    }
+}
+
+/// Classifies an answer; a JSON answer within the peek limit is read and handed back rebuilt,
+/// byte for byte.
+async fn classify<C: ClassifyExpiry>(
+    shared: &Shared<C>,
+    res: Response,
+) -> Result<(bool, Response), Error> {
+    match shared.classifier.classify_head(res.status(), res.headers()) {
+        HeadVerdict::NotExpired => return Ok((false, res)),
+        HeadVerdict::Expired => return Ok((true, res)),
+        HeadVerdict::PeekBody => {}
+    }
+    let limit = shared.peek_limit;
+    let limit_u64 = u64::try_from(limit).unwrap_or(u64::MAX);
+    if res.content_length().is_some_and(|n| n > limit_u64) {
+        return Ok((false, res));
+    }
+    let url = res.url().clone();
+    let (mut parts, mut body) = http::Response::<reqwest::Body>::from(res).into_parts();
+    let mut frames = VecDeque::new();
+    let mut seen = 0usize;
+    let mut ended = false;
+    let mut error = None;
+    loop {
+        if body.is_end_stream() {
+            ended = true;
+            break;
+        }
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                if let Some(d) = frame.data_ref() {
+                    seen = seen.saturating_add(d.len());
+                }
+                frames.push_back(frame);
+                if seen > limit {
+                    break;
+                }
+            }
+            Some(Err(e)) => {
+                error = Some(e);
+                break;
+            }
+            None => {
+                ended = true;
+                break;
+            }
+        }
+    }
+    let expired = ended
+        && error.is_none()
+        && shared
+            .classifier
+            .classify_body(parts.status, &parts.headers, &contiguous(&frames));
+    let rest = if ended { None } else { Some(body) };
+    let body = reqwest::Body::wrap(ResponseBody::replay(frames, error, rest));
+    // `reqwest::Response::url` lives outside the `http` parts; carry it over.
+    let carrier = http::Response::builder()
+        .url(url)
+        .body(())
+        .map_err(|_| Error::Protocol("rebuilding the response failed".into()))?;
+    parts.extensions.extend(carrier.into_parts().0.extensions);
+    Ok((
+        expired,
+        Response::from(http::Response::from_parts(parts, body)),
+    ))
+}
+
+#[async_trait::async_trait]
+impl<C: ClassifyExpiry> Middleware for DouyinAuthMiddleware<C> {
+    async fn handle(
+        &self,
+        mut req: Request,
+        extensions: &mut Extensions,
+        next: Next<'_>,
+    ) -> reqwest_middleware::Result<Response> {
+        let shared = &self.shared;
+        check_target(shared, &req).map_err(middleware_error)?;
+        let ready = token(shared).await.map_err(middleware_error)?;
+        let replay = if shared.retry && extensions.get::<NoRetry>().is_none() {
+            req.try_clone()
+        } else {
+            None
+        };
+        attach(shared, &mut req, &ready).map_err(middleware_error)?;
+        let res = next.clone().run(req, extensions).await?;
+        let (expired, res) = classify(shared, res).await.map_err(middleware_error)?;
+        if !expired {
+            return Ok(res);
+        }
+        shared.cache.invalidate(ready.generation);
+        tracing::debug!(
+            target: "douyin_auth",
+            generation = ready.generation,
+            retry = replay.is_some(),
+            "token expiry detected"
+        );
+        let Some(mut again) = replay else {
+            return Ok(res);
+        };
+        drop(res);
+        let ready = Arc::clone(&shared.cache)
+            .wait()
+            .await
+            .map_err(middleware_error)?;
+        attach(shared, &mut again, &ready).map_err(middleware_error)?;
+        tracing::debug!(
+            target: "douyin_auth",
+            generation = ready.generation,
+            "retry sent"
+        );
+        next.run(again, extensions).await
+    }
+}
