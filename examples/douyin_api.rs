@@ -3,7 +3,7 @@
 //! stale, and a request answered "token expired" is sent once more.
 //!
 //! ```text
-//! cargo run --example douyin_api -- [--base-url URL] [--data JSON] [--requests N] [--concurrency C] METHOD PATH
+//! cargo run --example douyin_api -- [--base-url URL] [--data JSON] [--requests N] [--concurrency C] [--redis URL] METHOD PATH
 //! ```
 //!
 //! - Credentials come from `DOUYIN_CLIENT_KEY` and `DOUYIN_CLIENT_SECRET`.
@@ -12,6 +12,9 @@
 //! - The request is sent N times (default 1), C at a time (default 1), all through ONE
 //!   layered client; each response body is printed on its own line on stdout, a summary on
 //!   stderr.
+//! - `--redis URL` (feature `redis`): share the client token with every other process that
+//!   uses the same Redis (and key prefix, `DOUYIN_REDIS_PREFIX`, default `douyin-auth:`), so
+//!   several copies running side by side make one token call between them.
 //! - Exit status: 0 when every response was HTTP 2xx without a Douyin error code, 1 otherwise,
 //!   2 on bad usage or missing credentials.
 
@@ -37,6 +40,7 @@ struct Args {
     data: Option<String>,
     requests: usize,
     concurrency: usize,
+    redis: Option<String>,
     method: Method,
     path: String,
 }
@@ -48,6 +52,7 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut data = None;
     let mut requests = 1usize;
     let mut concurrency = 1usize;
+    let mut redis = None;
     let mut positional = Vec::new();
     while let Some(arg) = argv.next() {
         let mut value = |name: &str| argv.next().ok_or_else(|| format!("{name} needs a value"));
@@ -56,6 +61,7 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
             "--data" => data = Some(value("--data")?),
             "--requests" => requests = positive(&value("--requests")?, "--requests")?,
             "--concurrency" => concurrency = positive(&value("--concurrency")?, "--concurrency")?,
+            "--redis" => redis = Some(value("--redis")?),
             "-h" | "--help" => return Err(String::new()),
             s if s.starts_with("--") => return Err(format!("unknown option {s}")),
             _ => positional.push(arg),
@@ -82,6 +88,7 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
         data,
         requests,
         concurrency,
+        redis,
         method,
         path,
     })
@@ -188,9 +195,19 @@ async fn run(args: Args, key: String, secret: String) -> ExitCode {
         inner: ClientCredentials::new(key, secret).base_url(&args.base_url),
         fetches: fetches.clone(),
     };
+    let layer = match &args.redis {
+        None => DouyinAuthLayer::new(source),
+        Some(url) => match shared_layer(source, url).await {
+            Ok(layer) => layer,
+            Err(msg) => {
+                eprintln!("douyin_api: {msg}");
+                return ExitCode::from(2);
+            }
+        },
+    };
     // ONE layered client for every request.
     let client = ServiceBuilder::new()
-        .layer(DouyinAuthLayer::new(source))
+        .layer(layer)
         .service(HttpsClient::new());
     let url = format!("{}{}", args.base_url, args.path);
     let body = Bytes::from(args.data.clone().unwrap_or_default());
@@ -241,6 +258,32 @@ async fn run(args: Args, key: String, secret: String) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// A layer whose client token is shared through Redis with every other process using it.
+#[cfg(feature = "redis")]
+async fn shared_layer<T: TokenSource>(source: T, url: &str) -> Result<DouyinAuthLayer, String> {
+    use douyin_auth::store::{RedisConfig, RedisStore, SharedSource};
+    let mut config = RedisConfig::new(url);
+    if let Ok(prefix) = std::env::var("DOUYIN_REDIS_PREFIX") {
+        config = config.key_prefix(prefix);
+    }
+    let store = RedisStore::open(config)
+        .await
+        .map_err(|e| format!("--redis {url:?}: {e}"))?;
+    let key = std::env::var("DOUYIN_CLIENT_KEY").unwrap_or_default();
+    let shared = SharedSource::new(source, store, format!("client_token:{key}"));
+    let layer = DouyinAuthLayer::new(shared.clone());
+    // Pick up a token another process stored before Douyin rejects ours.
+    shared
+        .reread_every(&layer, std::time::Duration::from_secs(60))
+        .map_err(|e| e.to_string())?;
+    Ok(layer)
+}
+
+#[cfg(not(feature = "redis"))]
+async fn shared_layer<T: TokenSource>(_: T, _: &str) -> Result<DouyinAuthLayer, String> {
+    Err("--redis needs the `redis` feature: cargo run --features redis --example douyin_api".into())
 }
 
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {

@@ -72,3 +72,67 @@ async fn four_processes_make_one_token_call() {
     assert!(printed.iter().all(|p| *p == printed[0]), "{printed:?}");
     assert_eq!(mock.counters().all_client_token_calls(), 1);
 }
+
+/// The `douyin_api` example with `--redis`: four processes, five requests each, one token call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_douyin_api_processes_share_one_token() {
+    let Some(url) = shared_url().await else {
+        return;
+    };
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join(format!("douyin_api{}", std::env::consts::EXE_SUFFIX));
+    if !bin.exists() {
+        let reason = "the douyin_api example is not built (run `cargo test --all-features`)";
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{reason}");
+        }
+        eprintln!("SKIPPED: {reason}");
+        return;
+    }
+    let mock = MockDouyin::start().await.unwrap();
+    let prefix = unique_prefix("douyin-api");
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            tokio::process::Command::new(&bin)
+                .args(["--redis", &url, "--requests", "5", "--concurrency", "5"])
+                .args(["GET", "/data/external/user/fans/"])
+                .env("DOUYIN_BASE_URL", mock.base_url())
+                .env("DOUYIN_REDIS_PREFIX", &prefix)
+                .env("DOUYIN_CLIENT_KEY", mock.client_key())
+                .env("DOUYIN_CLIENT_SECRET", mock.client_secret())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+                .expect("the example starts")
+        })
+        .collect();
+    let mut fetches = 0;
+    for child in children {
+        let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+            .await
+            .expect("the example finishes")
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stderr}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 5);
+        assert!(!stderr.contains(mock.client_secret()));
+        let summary = stderr.lines().last().unwrap_or_default();
+        assert!(summary.contains("5 requests, 5 ok, 0 failed"), "{summary}");
+        if summary.ends_with("1 token fetches") {
+            fetches += 1;
+        }
+    }
+    assert_eq!(
+        fetches, 1,
+        "one process fetched, the others adopted its token"
+    );
+    assert_eq!(mock.counters().all_client_token_calls(), 1);
+    assert_eq!(mock.counters().api_calls, 20);
+}
