@@ -1,0 +1,262 @@
+//! The hot path: a request with a fresh cached token through `DouyinAuth`, against a static
+//! header (tower-http's `SetRequestHeader` with a prebuilt value) over the same inner service.
+//!
+//! Futures are driven without a runtime (`now_or_never`): the inner service answers at once
+//! and a fresh token needs none, so runtime overhead does not blur the ratio. The cache is
+//! warmed inside a runtime first. Each iteration is one request: `poll_ready`, `call`, poll
+//! the answer, read its body to the end (the caller would). Building the request is outside
+//! the timing (`iter_batched`) and is the same for every service.
+//!
+//! `cargo bench --bench hot_path`
+
+use std::convert::Infallible;
+use std::future::{ready, Ready};
+use std::hint::black_box;
+use std::pin::pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkGroup, Criterion};
+use douyin_auth::expiry::DouyinExpiry;
+use douyin_auth::{DouyinAuthLayer, StaticToken, ACCESS_TOKEN_HEADER};
+use futures_util::task::noop_waker_ref;
+use futures_util::FutureExt;
+use http::header::{HeaderValue, ACCEPT, CONTENT_TYPE, USER_AGENT};
+use http::{Request, Response};
+use http_body::Body;
+use http_body_util::Full;
+use tower::{Layer, Service, ServiceExt};
+use tower_http::set_header::SetRequestHeaderLayer;
+
+type Req = Request<Full<Bytes>>;
+type Res = Response<Full<Bytes>>;
+
+const TOKEN: &str = "clt.0123456789abcdef0123456789abcdef0123456789abcdef";
+
+/// A Douyin success answer of about 1 KiB (`data.error_code: 0`, `extra` after `data`).
+fn douyin_json_1k() -> Bytes {
+    let mut items = Vec::new();
+    let mut day = 1;
+    loop {
+        items.push(format!(
+            r#"{{"date":"2024-05-{day:02}","new_fans":{},"total_fans":{},"new_issue":{}}}"#,
+            day * 7,
+            10_000 + day * 13,
+            day % 3
+        ));
+        let body = format!(
+            r#"{{"data":{{"error_code":0,"description":"","result_list":[{}]}},"extra":{{"error_code":0,"description":"","sub_error_code":0,"sub_description":"","logid":"202405311234560102030405060708","now":1717140000000}}}}"#,
+            items.join(",")
+        );
+        if body.len() >= 1000 {
+            assert!(body.len() <= 1100, "{}", body.len());
+            serde_json::from_str::<serde_json::Value>(&body).expect("valid JSON");
+            return Bytes::from(body);
+        }
+        day += 1;
+    }
+}
+
+/// The inner service: answers at once with `res()`.
+fn inner(
+    res: fn() -> Res,
+) -> impl Service<Req, Response = Res, Error = Infallible, Future = Ready<Result<Res, Infallible>>> + Clone
+{
+    tower::service_fn(move |_req: Req| ready(Ok(res())))
+}
+
+fn text_answer() -> Res {
+    Response::new(Full::new(Bytes::from_static(b"ok")))
+}
+
+static JSON_1K: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();
+
+fn json_answer() -> Res {
+    let mut res = Response::new(Full::new(JSON_1K.get_or_init(douyin_json_1k).clone()));
+    res.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    res
+}
+
+/// The request shapes, built fresh for each iteration (outside the timing).
+fn bare() -> Req {
+    Request::get(http::Uri::from_static("https://open.douyin.com/api/x/"))
+        .body(Full::default())
+        .expect("request")
+}
+
+fn with_headers() -> Req {
+    let uri = String::from("https://open.douyin.com/api/douyin/v1/user/fans_data/?open_id=o1");
+    Request::get(uri)
+        .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+        .header(ACCEPT, HeaderValue::from_static("application/json"))
+        // Built at run time, as most header values are (its bytes are not shared yet).
+        .header(
+            USER_AGENT,
+            HeaderValue::from_str("my-app/1.0").expect("header"),
+        )
+        .body(Full::default())
+        .expect("request")
+}
+
+fn json_body() -> Req {
+    Request::post(http::Uri::from_static("https://open.douyin.com/api/x/"))
+        .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+        .body(Full::new(Bytes::from_static(
+            br#"{"open_id":"o1","date_type":7,"count":10}"#,
+        )))
+        .expect("request")
+}
+
+/// Reads a body to its end without a runtime.
+fn drain<B: Body<Data = Bytes> + Unpin>(mut body: B) -> usize {
+    let mut cx = Context::from_waker(noop_waker_ref());
+    let mut n = 0;
+    loop {
+        match std::pin::Pin::new(&mut body).poll_frame(&mut cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(d) = frame.data_ref() {
+                    n += black_box(d).len();
+                }
+            }
+            Poll::Ready(None) => return n,
+            Poll::Ready(Some(Err(_))) | Poll::Pending => panic!("body not ready"),
+        }
+    }
+}
+
+/// One request: ready, call, answer, body read to the end.
+#[inline(always)]
+fn one<S, B>(svc: &mut S, req: Req) -> Response<()>
+where
+    S: Service<Req, Response = Response<B>>,
+    S::Error: std::fmt::Debug,
+    B: Body<Data = Bytes> + Unpin,
+{
+    let mut cx = Context::from_waker(noop_waker_ref());
+    match svc.poll_ready(&mut cx) {
+        Poll::Ready(Ok(())) => {}
+        _ => panic!("not ready"),
+    }
+    let res = svc
+        .call(req)
+        .now_or_never()
+        .expect("answered at once")
+        .expect("answered");
+    let (head, body) = res.into_parts();
+    black_box(drain(body));
+    Response::from_parts(head, ())
+}
+
+fn bench_one<S, B>(g: &mut BenchmarkGroup<'_, WallTime>, name: &str, svc: &mut S, make: fn() -> Req)
+where
+    S: Service<Req, Response = Response<B>>,
+    S::Error: std::fmt::Debug,
+    B: Body<Data = Bytes> + Unpin,
+{
+    g.bench_function(name, |b| {
+        b.iter_batched(make, |req| one(svc, req), BatchSize::SmallInput)
+    });
+}
+
+/// `DouyinAuth` over `inner`, with its cache warmed inside a (then dropped) runtime.
+fn ours<S>(inner: S, retry: bool) -> douyin_auth::DouyinAuth<S>
+where
+    S: Service<Req, Response = Res, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send,
+{
+    let layer = DouyinAuthLayer::builder(StaticToken::new(TOKEN))
+        .retry_on_expiry(retry)
+        .build();
+    let mut svc = layer.layer(inner);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let res = svc.ready().await.expect("ready").call(bare()).await;
+        assert!(res.is_ok(), "warm-up request failed");
+    });
+    // The token is fresh now: from here on no runtime is needed.
+    assert!(one(&mut svc, bare()).status().is_success());
+    svc
+}
+
+fn baseline<S>(inner: S) -> tower_http::set_header::SetRequestHeader<S, HeaderValue> {
+    let mut value = HeaderValue::from_static(TOKEN);
+    value.set_sensitive(true);
+    SetRequestHeaderLayer::overriding(ACCESS_TOKEN_HEADER, value).layer(inner)
+}
+
+fn attach_only(c: &mut Criterion) {
+    type Shape = (&'static str, fn() -> Req);
+    let shapes: [Shape; 3] = [
+        ("bare", bare),
+        ("3_headers", with_headers),
+        ("json_request_body", json_body),
+    ];
+    for (shape, make) in shapes {
+        let mut g = c.benchmark_group(format!("attach/{shape}"));
+        let mut base = baseline(inner(text_answer));
+        let mut auth = ours(inner(text_answer), true);
+        let mut auth_no_retry = ours(inner(text_answer), false);
+        let mut plain = inner(text_answer);
+        bench_one(&mut g, "no_auth", &mut plain, make);
+        bench_one(&mut g, "set_request_header", &mut base, make);
+        bench_one(&mut g, "douyin_auth", &mut auth, make);
+        bench_one(&mut g, "douyin_auth_no_retry", &mut auth_no_retry, make);
+        g.finish();
+    }
+}
+
+fn json_answer_peek(c: &mut Criterion) {
+    let mut g = c.benchmark_group("json_answer_1k");
+    let mut base = baseline(inner(json_answer));
+    let mut auth = ours(inner(json_answer), true);
+    bench_one(&mut g, "set_request_header", &mut base, bare);
+    bench_one(&mut g, "douyin_auth", &mut auth, bare);
+    // The baseline, then the answer parsed into a `serde_json::Value`: what a layer that
+    // parses the answer to look for a code would add.
+    g.bench_function("set_request_header+value_parse", |b| {
+        b.iter_batched(
+            bare,
+            |req| {
+                let mut cx = Context::from_waker(noop_waker_ref());
+                assert!(base.poll_ready(&mut cx).is_ready());
+                let res = base.call(req).now_or_never().expect("ready").expect("ok");
+                let (head, body) = res.into_parts();
+                let mut body = pin!(body);
+                let bytes = match body.as_mut().poll_frame(&mut cx) {
+                    Poll::Ready(Some(Ok(f))) => f.into_data().expect("data"),
+                    _ => panic!("one frame"),
+                };
+                let v: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
+                black_box(v);
+                Response::from_parts(head, ())
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+
+    // The classifier alone against parsing the same body.
+    let body = JSON_1K.get_or_init(douyin_json_1k).clone();
+    let classifier = DouyinExpiry::default();
+    let mut g = c.benchmark_group("classify_1k");
+    g.bench_function("douyin_expiry_peek", |b| {
+        b.iter(|| classifier.body_means_expired(black_box(&body)))
+    });
+    g.bench_function("serde_json_value", |b| {
+        b.iter(|| serde_json::from_slice::<serde_json::Value>(black_box(&body)).expect("json"))
+    });
+    g.bench_function("serde_ignored_any", |b| {
+        b.iter(|| serde_json::from_slice::<serde::de::IgnoredAny>(black_box(&body)).expect("json"))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, attach_only, json_answer_peek);
+criterion_main!(benches);

@@ -1,0 +1,72 @@
+#!/usr/bin/env python3
+"""Prints the ratios the README reports, from criterion's estimates of the last `cargo bench`.
+
+Usage: python3 benches/ratios.py [CARGO_TARGET_DIR]   (default: $CARGO_TARGET_DIR or target)
+Each ratio compares two benchmarks of the same run (median time per iteration).
+"""
+import json
+import os
+import sys
+
+root = os.path.join(
+    sys.argv[1] if len(sys.argv) > 1 else os.environ.get("CARGO_TARGET_DIR", "target"),
+    "criterion",
+)
+
+
+def median(group, bench):
+    path = os.path.join(root, group, bench, "new", "estimates.json")
+    try:
+        with open(path) as f:
+            return json.load(f)["median"]["point_estimate"]
+    except FileNotFoundError:
+        return None
+
+
+def fmt_ns(ns):
+    if ns >= 1e6:
+        return f"{ns / 1e6:.1f} ms"
+    if ns >= 1e3:
+        return f"{ns / 1e3:.2f} µs"
+    return f"{ns:.0f} ns"
+
+
+def row(label, group, ours, base, note=""):
+    a, b = median(group, ours), median(group, base)
+    if a is None or b is None:
+        return
+    print(f"| {label} | {fmt_ns(a)} | {fmt_ns(b)} | **{a / b:.2f}x** | {note} |")
+
+
+print("| comparison | ours | baseline | ratio | |")
+print("| --- | --- | --- | --- | --- |")
+for shape in ["bare", "3_headers", "json_request_body"]:
+    g = f"attach_{shape}"  # criterion writes "attach/x" as attach_x
+    row(f"attach, {shape}: DouyinAuth / SetRequestHeader", g, "douyin_auth", "set_request_header")
+    row(f"attach, {shape}: DouyinAuth without retry / SetRequestHeader", g,
+        "douyin_auth_no_retry", "set_request_header")
+g = "json_answer_1k"
+row("1 KiB JSON answer: DouyinAuth (peek) / SetRequestHeader", g, "douyin_auth", "set_request_header")
+row("1 KiB JSON answer: DouyinAuth (peek) / SetRequestHeader + Value parse", g,
+    "douyin_auth", "set_request_header+value_parse")
+a, b, v = (median(g, "douyin_auth"), median(g, "set_request_header"),
+           median(g, "set_request_header+value_parse"))
+if None not in (a, b, v):
+    print(f"| 1 KiB JSON answer: cost of the peek / cost of a Value parse | {fmt_ns(a - b)} "
+          f"| {fmt_ns(v - b)} | **{(a - b) / (v - b):.2f}x** | differences to the baseline |")
+row("classifier alone / serde_json::Value parse (1 KiB)", "classify_1k", "douyin_expiry_peek",
+    "serde_json_value")
+for threads in [1, 2]:
+    g = f"reads_{threads}_threads"
+    for base in ["mutex", "rwlock"]:
+        a, b = median(g, "douyin_auth"), median(g, base)
+        if None not in (a, b):
+            print(f"| {threads} thread(s): throughput DouyinAuth / {base} | {fmt_ns(a)} "
+                  f"| {fmt_ns(b)} | **{b / a:.2f}x** | time per request on each thread |")
+for impl in ["douyin_auth", "mutex", "rwlock"]:
+    a, b = median("reads_2_threads", impl), median("reads_1_threads", impl)
+    if None not in (a, b):
+        print(f"| {impl}: time per request, 2 threads / 1 thread | {fmt_ns(a)} | {fmt_ns(b)} "
+              f"| **{a / b:.2f}x** | 1.00x is perfect scaling |")
+row("10,000 requests on a cold cache / the fetch alone", "stampede_10k_cold", "10k_requests",
+    "fetch_alone", "one fetch, asserted")
