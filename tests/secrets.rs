@@ -179,7 +179,10 @@ fn ok(v: &serde_json::Value) -> bool {
 #[tokio::test(start_paused = true)]
 async fn no_secret_in_any_debug_display_error_or_log() {
     let capture = Capture::default();
-    let _guard = tracing::subscriber::set_default(capture.clone());
+    // Global, not thread-local: tracing caches each call site's interest process-wide, so a
+    // thread-local subscriber misses events whose call sites another test thread registered
+    // first. Only this test sets it; the other tests' lines land here too.
+    tracing::subscriber::set_global_default(capture.clone()).unwrap();
     let mut shown = Shown::default();
     shown.secret(CLIENT_SECRET);
     shown.secret(WRONG_SECRET);
@@ -386,7 +389,6 @@ async fn no_secret_in_any_debug_display_error_or_log() {
     for r in requests.iter() {
         shown.text.push_str(r);
     }
-    drop(_guard);
     let logs = capture.0.lock().unwrap().clone();
     assert!(logs.contains("token refresh finished"), "{logs}");
     assert!(logs.contains("token refresh failed"), "{logs}");
