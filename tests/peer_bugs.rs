@@ -151,6 +151,51 @@ async fn tokens_inside_the_refresh_window_never_storm_whatever_their_lifetime() 
     }
 }
 
+/// Douyin's stable client-token endpoint hands back the SAME token, with the seconds it has
+/// left, until it expires: every refresh inside the refresh window returns a token that is
+/// already inside it. Over several lifetimes the refreshes stay few, every request succeeds,
+/// and no request carries an expired token.
+#[tokio::test(start_paused = true)]
+async fn a_stable_endpoint_that_returns_the_same_token_never_storms() {
+    let lifetime = Duration::from_secs(600);
+    let issued: Arc<Mutex<Vec<(String, Instant)>>> = Arc::default();
+    let i2 = issued.clone();
+    let probe = Probe::new(move |_| {
+        let now = Instant::now();
+        let mut issued = i2.lock().unwrap();
+        if issued.last().is_none_or(|(_, exp)| *exp <= now) {
+            let name = format!("clt.stable{}", issued.len() + 1);
+            issued.push((name, now + lifetime));
+        }
+        let (name, exp) = issued.last().unwrap().clone();
+        Ok(Token::new(name, exp - now))
+    });
+    let i3 = issued.clone();
+    let inner = tower::service_fn(move |r: Req| {
+        let token = token_of(&r);
+        let (_, exp) = i3
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(n, _)| *n == token)
+            .cloned()
+            .unwrap();
+        assert!(Instant::now() < exp, "{token} sent after it expired");
+        async { Ok::<_, Infallible>(text("ok")) }
+    });
+    let svc = builder(&probe).build().layer(inner);
+    let start = Instant::now();
+    while start.elapsed() < 3 * lifetime {
+        svc.clone().oneshot(req("x")).await.unwrap();
+        settle().await;
+        advance(Duration::from_millis(250)).await;
+    }
+    let fetches = probe.fetches();
+    assert!(issued.lock().unwrap().len() >= 3);
+    assert!(fetches <= 3 * 20, "{fetches} fetches over three lifetimes");
+    println!("stable endpoint: {fetches} fetches over three lifetimes");
+}
+
 // ----- 2. the re-check after waiting uses the fast path's rule -----
 
 /// A request whose token is rejected waits for the cache again. If another request refreshed
