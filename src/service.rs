@@ -311,6 +311,10 @@ impl BufferedBytes {
         }
     }
 
+    fn len(&self) -> usize {
+        self.first.as_ref().map_or(0, Bytes::len) + self.more.as_ref().map_or(0, BytesMut::len)
+    }
+
     fn finish(self) -> Bytes {
         match (self.first, self.more) {
             (_, Some(m)) => m.freeze(),
@@ -453,6 +457,13 @@ where
                                 buf.push(data);
                             }
                             // Trailers of a request body cannot be replayed and are dropped.
+                            // A body that yields more than it declared is never buffered
+                            // without bound.
+                            let limit = this.shared.replay_limit;
+                            if buf.len() > limit {
+                                this.state.set(State::Done);
+                                return Poll::Ready(Err(Error::BodyTooLarge { limit }));
+                            }
                         }
                         Some(Err(e)) => {
                             this.state.set(State::Done);
