@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use crate::douyin::codes::CodeKind;
 use crate::error::{find_douyin, SharedError};
 use crate::source::DynTokenSource;
+use crate::token::deadline;
 use crate::{Error, Token};
 
 /// Timing options of the cache. The defaults suit Douyin (see [`DouyinAuthLayerBuilder`]).
@@ -154,7 +155,7 @@ enum Joined {
 /// The cache shared by a layer, its services and all their clones.
 pub(crate) struct TokenCache {
     current: ArcSwapOption<CachedToken>,
-    source: Box<dyn DynTokenSource>,
+    source: Arc<dyn DynTokenSource>,
     config: CacheConfig,
     format: HeaderFormat,
     state: Mutex<RefreshState>,
@@ -191,7 +192,7 @@ impl TokenCache {
     ) -> Self {
         Self {
             current: ArcSwapOption::empty(),
-            source,
+            source: Arc::from(source),
             config,
             format,
             state: Mutex::new(RefreshState::default()),
@@ -429,10 +430,11 @@ impl TokenCache {
             Err(f) => {
                 st.failures = st.failures.saturating_add(1);
                 let delay = self.backoff(st.failures, f);
-                st.retry_at = Some(now + delay);
+                let retry_at = deadline(now, delay);
+                st.retry_at = Some(retry_at);
                 st.last_failure = Some(f.clone());
                 self.next_attempt
-                    .store(self.nanos_since_epoch(now + delay), Ordering::Release);
+                    .store(self.nanos_since_epoch(retry_at), Ordering::Release);
             }
         }
         st.flight = None;
@@ -483,10 +485,36 @@ async fn run_refresh(mut guard: FlightGuard, tx: watch::Sender<Option<Outcome>>)
     let started = Instant::now();
     tracing::debug!(target: "douyin_auth", source = cache.source.type_name(), "token refresh started");
     let timeout = cache.config.refresh_timeout;
-    let outcome = match tokio::time::timeout(timeout, cache.source.fetch_boxed()).await {
-        Err(_) => Err(Failure::Timeout(timeout)),
-        Ok(Err(e)) => Err(Failure::Source(SharedError::new(e))),
-        Ok(Ok(token)) => cache.prepare(token),
+    // The fetch runs in a task of its own and always to completion (a refresh token consumed
+    // by Douyin must not be dropped half-way): the refresh timeout only stops the waiting.
+    // A fetch that hangs far beyond it is abandoned at last, so nothing lingers for ever.
+    let source = Arc::clone(&cache.source);
+    let hard_limit = timeout.saturating_mul(10);
+    let mut fetch =
+        tokio::spawn(async move { tokio::time::timeout(hard_limit, source.fetch_boxed()).await });
+    let outcome = match tokio::time::timeout(timeout, &mut fetch).await {
+        Ok(Ok(Ok(Ok(token)))) => cache.prepare(token),
+        Ok(Ok(Ok(Err(e)))) => Err(Failure::Source(SharedError::new(e))),
+        Ok(Ok(Err(_))) => Err(Failure::Timeout(timeout)),
+        Ok(Err(join)) => Err(Failure::Source(SharedError::new(Box::from(
+            if join.is_panic() {
+                "the token source panicked"
+            } else {
+                "the token source's task was cancelled"
+            },
+        )))),
+        Err(_) => {
+            // Publish the late token if it still helps (no newer one, no refresh running).
+            let weak = Arc::downgrade(&cache);
+            tokio::spawn(async move {
+                if let Ok(Ok(Ok(token))) = fetch.await {
+                    if let Some(cache) = weak.upgrade() {
+                        cache.offer(token);
+                    }
+                }
+            });
+            Err(Failure::Timeout(timeout))
+        }
     };
     cache.finish(&outcome);
     guard.finished = true;

@@ -527,3 +527,33 @@ async fn closures_are_sources() {
         .unwrap();
     assert_eq!(rec.tokens(), ["clt.closure"]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_refresh_that_times_out_still_runs_to_completion_and_its_token_is_used() {
+    let (source, gate) = Scripted::new(HOUR).gated();
+    let layer = DouyinAuthLayer::builder(source.clone())
+        .jitter(Duration::ZERO)
+        .refresh_timeout(Duration::from_secs(5))
+        .build();
+    let rec = Recorder::new();
+    let svc = layer.layer(rec.service(|_, _| text("ok")));
+    let err = svc.clone().oneshot(req("a")).await.unwrap_err();
+    assert!(matches!(err, Error::RefreshTimeout(_)), "{err:?}");
+    assert_eq!(
+        source.completed.load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
+
+    // The source answers late: its token (perhaps bought with a consumed refresh token) is
+    // not thrown away but published, and used without another fetch.
+    gate.add_permits(1);
+    settle().await;
+    assert_eq!(
+        source.completed.load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+    assert_eq!(layer.cached_token().unwrap().secret(), "clt.1");
+    svc.oneshot(req("b")).await.unwrap();
+    assert_eq!(rec.tokens(), ["clt.1"]);
+    assert_eq!(source.fetches(), 1);
+}

@@ -405,7 +405,8 @@ async fn the_cache_is_freed_when_the_last_clone_drops_and_its_refresh_ends() {
         !probe.dropped.load(Ordering::SeqCst),
         "the refresh runs to its end"
     );
-    assert_eq!(metrics.num_alive_tasks(), 1);
+    // The refresh task and the fetch it runs to completion.
+    assert_eq!(metrics.num_alive_tasks(), 2);
     gate.add_permits(1);
     settle().await;
     assert!(
@@ -414,7 +415,8 @@ async fn the_cache_is_freed_when_the_last_clone_drops_and_its_refresh_ends() {
     );
     assert_eq!(metrics.num_alive_tasks(), 0, "no task left behind");
 
-    // A refresh that never answers is abandoned at the refresh timeout, then freed.
+    // A refresh that never answers: the cache is freed at once (the fetch holds only the
+    // source), and the fetch itself is abandoned at ten times the refresh timeout.
     let (probe, _gate) = Probe::lifetime(HOUR).gated();
     let layer = builder(&probe)
         .refresh_timeout(Duration::from_secs(5))
@@ -428,8 +430,14 @@ async fn the_cache_is_freed_when_the_last_clone_drops_and_its_refresh_ends() {
     advance(Duration::from_secs(5)).await;
     settle().await;
     assert!(
+        !probe.dropped.load(Ordering::SeqCst),
+        "a consumed refresh token may be in flight: the fetch is not cut at the timeout"
+    );
+    advance(Duration::from_secs(45)).await;
+    settle().await;
+    assert!(
         probe.dropped.load(Ordering::SeqCst),
-        "freed after the refresh timeout"
+        "abandoned at ten times the refresh timeout, then freed"
     );
     assert_eq!(metrics.num_alive_tasks(), 0);
 }
