@@ -66,6 +66,9 @@ struct UserState {
     pending: bool,
     /// The stored token has been handed out once (so the next fetch refreshes).
     served: bool,
+    /// Douyin answered 10020 to a renewal: no more renewals for this authorisation; the
+    /// current refresh token is used until it dies.
+    renewals_exhausted: bool,
 }
 
 /// The first fetch hands out the stored access token as it is, without calling Douyin, when
@@ -177,6 +180,7 @@ impl<C> UserTokens<C> {
                 current: token,
                 pending: false,
                 served: false,
+                renewals_exhausted: false,
             })),
         }
     }
@@ -302,16 +306,22 @@ impl<C: HttpClient> UserTokens<C> {
             return Err(reauth(None));
         }
 
-        if refresh_expires_at - now < self.renew_window {
+        if refresh_expires_at - now < self.renew_window && !state.renewals_exhausted {
             match self.renew(&state.current).await {
                 Ok(renewed) => self.set_current(&mut state, renewed),
-                Err(Error::Douyin(d))
-                    if matches!(
-                        d.kind(),
-                        CodeKind::RefreshTokenExpired | CodeKind::RateLimited
-                    ) =>
-                {
+                Err(Error::Douyin(d)) if d.kind() == CodeKind::RefreshTokenExpired => {
                     return Err(reauth(Some(d)));
+                }
+                Err(Error::Douyin(d)) if d.kind() == CodeKind::RateLimited => {
+                    // The renewal limit is used up, but the current refresh token still works
+                    // until it expires: keep refreshing with it, and stop asking to renew.
+                    state.renewals_exhausted = true;
+                    tracing::warn!(
+                        target: "douyin_auth",
+                        open_id = %open_id,
+                        "the refresh token cannot be renewed any more (10020); the user must \
+                         authorise again before it expires"
+                    );
                 }
                 Err(e) => {
                     tracing::warn!(
@@ -608,15 +618,34 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn code_10020_on_renewal_requires_reauthorization() {
-        let (client, seen) = mock(vec![(200, RENEW_LIMIT)]);
+    async fn code_10020_on_renewal_keeps_refreshing_with_the_current_refresh_token() {
+        let (client, seen) = mock(vec![
+            (200, RENEW_LIMIT),
+            (200, REFRESHED_NO_RT),
+            (200, REFRESHED_NO_RT),
+        ]);
         let source = UserTokens::with_client("k", "s", stored(3), client);
-        let err = source.fetch().await.unwrap_err();
-        let Some(Error::ReauthorizationRequired { cause, .. }) = err.downcast_ref::<Error>() else {
-            panic!("{err:?}")
-        };
-        assert_eq!(cause.as_ref().map(DouyinError::code), Some(10_020));
-        assert_eq!(seen.lock().unwrap().len(), 1);
+        let token = source.fetch().await.unwrap();
+        assert_eq!(token.secret(), "act.NEW");
+        assert_eq!(token.refresh_token(), Some("rft.OLD"));
+        // No second renewal attempt: the limit is used up.
+        source.fetch().await.unwrap();
+        let paths: Vec<_> = seen.lock().unwrap().iter().map(|r| r.uri.clone()).collect();
+        assert_eq!(
+            paths,
+            [
+                "https://open.douyin.com/oauth/renew_refresh_token/",
+                "https://open.douyin.com/oauth/refresh_token/",
+                "https://open.douyin.com/oauth/refresh_token/",
+            ]
+        );
+        // When the refresh token finally dies, the user must authorise again.
+        tokio::time::advance(Duration::from_secs(3 * DAY)).await;
+        let err = source.fetch_token().await.unwrap_err();
+        assert!(
+            matches!(err, Error::ReauthorizationRequired { .. }),
+            "{err:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]
