@@ -343,7 +343,7 @@ impl Env {
         let source =
             ClientCredentials::with_client(mock.client_key(), mock.client_secret(), switch.clone())
                 .classic()
-                .base_url("http://token-endpoint.invalid");
+                .base_url("https://token-endpoint.invalid");
         let layer = DouyinAuthLayer::builder(source)
             .refresh_margin(REFRESH_MARGIN)
             .expiry_margin(EXPIRY_MARGIN)

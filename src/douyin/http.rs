@@ -84,6 +84,24 @@ pub(crate) fn normalise_base_url(url: impl Into<String>) -> String {
     url.trim().trim_end_matches('/').to_owned()
 }
 
+/// Credentials (the client secret, refresh tokens, codes) go over HTTPS only; plain HTTP only
+/// to a loopback host (a local mock or proxy).
+fn check_secure(uri: &http::Uri) -> Result<(), Error> {
+    let host = uri.host().unwrap_or("");
+    let ok = match uri.scheme_str() {
+        Some("https") => !host.is_empty(),
+        Some("http") => crate::layer::is_loopback(host),
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::DisallowedTarget {
+            target: format!("{}://{}", uri.scheme_str().unwrap_or(""), host),
+        })
+    }
+}
+
 /// POSTs `payload` to `base_url` + `path` and parses the token answer.
 ///
 /// HTTP errors and failures of the client become typed errors; the answer body is read up to
@@ -106,6 +124,7 @@ pub(crate) async fn post_token<C: HttpClient>(
         .header(ACCEPT, HeaderValue::from_static("application/json"))
         .body(Full::new(body))
         .map_err(|_| Error::Protocol(format!("the base URL {base_url:?} is not a valid URL")))?;
+    check_secure(request.uri())?;
 
     let response = client.send(request).await.map_err(Error::Service)?;
     let status = response.status();
@@ -341,6 +360,39 @@ mod tests {
     use super::test_support::*;
     use super::*;
 
+    #[tokio::test]
+    async fn credentials_never_go_over_plain_http_to_a_remote_host() {
+        let (client, seen) = mock(vec![(200, "{}")]);
+        for base in [
+            "http://open.douyin.com",
+            "ftp://open.douyin.com",
+            "open.douyin.com",
+        ] {
+            let err = post_token(
+                &client,
+                base,
+                "/oauth/client_token/",
+                Payload::Json(Vec::new()),
+            )
+            .await
+            .unwrap_err();
+            assert!(
+                matches!(err, Error::DisallowedTarget { .. } | Error::Protocol(_)),
+                "{base}: {err:?}"
+            );
+        }
+        assert!(seen.lock().unwrap().is_empty(), "nothing was sent");
+        post_token(
+            &client,
+            "http://127.0.0.1:9",
+            "/oauth/client_token/",
+            Payload::Json(Vec::new()),
+        )
+        .await
+        .ok();
+        assert_eq!(seen.lock().unwrap().len(), 1, "loopback may use plain HTTP");
+    }
+
     #[test]
     fn endpoints_tolerate_trailing_slashes() {
         assert_eq!(
@@ -359,7 +411,7 @@ mod tests {
     #[tokio::test]
     async fn non_2xx_is_a_protocol_error_without_the_body() {
         let (client, _) = mock(vec![(502, "<html>act.LEAK</html>")]);
-        let err = post_token(&client, "http://h", "/oauth/x/", Payload::form([]))
+        let err = post_token(&client, "https://h", "/oauth/x/", Payload::form([]))
             .await
             .unwrap_err();
         let Error::Protocol(msg) = err else {
@@ -374,7 +426,7 @@ mod tests {
             500,
             r#"{"data": {"error_code": 2100004, "description": "busy"}}"#,
         )]);
-        let err = post_token(&client, "http://h", "/oauth/x/", Payload::form([]))
+        let err = post_token(&client, "https://h", "/oauth/x/", Payload::form([]))
             .await
             .unwrap_err();
         assert_eq!(err.douyin().map(|d| d.code()), Some(2_100_004));
@@ -386,7 +438,7 @@ mod tests {
             std::sync::LazyLock::new(|| format!("{{\"x\": \"{}\"}}", "a".repeat(70 * 1024)));
         let big: &'static str = BIG.as_str();
         let (client, _) = mock(vec![(200, big)]);
-        let err = post_token(&client, "http://h", "/oauth/x/", Payload::form([]))
+        let err = post_token(&client, "https://h", "/oauth/x/", Payload::form([]))
             .await
             .unwrap_err();
         assert!(
@@ -405,7 +457,7 @@ mod tests {
             let counter = counter.clone();
             async move { Ok::<_, Infallible>(Response::new(Endless(counter))) }
         });
-        let err = post_token(&endless, "http://h", "/oauth/x/", Payload::form([]))
+        let err = post_token(&endless, "https://h", "/oauth/x/", Payload::form([]))
             .await
             .unwrap_err();
         assert!(matches!(err, Error::BodyTooLarge { .. }), "{err:?}");
@@ -417,7 +469,7 @@ mod tests {
         let failing = tower::service_fn(|_req: Request<Full<Bytes>>| async {
             Err::<Response<Full<Bytes>>, _>(std::io::Error::other("connection refused"))
         });
-        let err = post_token(&failing, "http://h", "/oauth/x/", Payload::form([]))
+        let err = post_token(&failing, "https://h", "/oauth/x/", Payload::form([]))
             .await
             .unwrap_err();
         assert!(matches!(err, Error::Service(_)), "{err:?}");
