@@ -147,11 +147,13 @@ impl<B: Body> Body for ResponseBody<B> {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let this = self.project();
+        let mut this = self.project();
         if let Some(frame) = this.prefix.pop_front() {
             return Poll::Ready(Some(Ok(frame)));
         }
         if let Some(e) = this.error.take() {
+            // The body ended with this error: never poll the inner body after it.
+            this.rest.set(None);
             return Poll::Ready(Some(Err(e)));
         }
         match this.rest.as_pin_mut() {

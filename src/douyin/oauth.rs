@@ -22,8 +22,17 @@ const STATE_BYTES: usize = 32;
 ///
 /// Keep it in the user's session when you redirect, and compare it with [`verify_state`] when
 /// Douyin redirects back. Its `Debug` output never shows the value.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct State(Secret);
+
+/// Compares in constant time, as [`verify_state`] does.
+impl PartialEq for State {
+    fn eq(&self, other: &Self) -> bool {
+        verify_state(self, other.as_str())
+    }
+}
+
+impl Eq for State {}
 
 impl State {
     /// A new random state: 32 bytes from the operating system's CSPRNG, as 64 hex digits.
