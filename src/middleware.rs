@@ -38,6 +38,9 @@ use crate::{DouyinAuthLayer, Error, NoRetry, TokenSource};
 /// the expired answer reaches the caller as it came; the rejected token is dropped from the
 /// cache either way. A response body read to classify it is handed back byte for byte.
 ///
+/// With [`TokenPlacement::Query`], errors are stripped of their URL (which would hold the
+/// token), but `Response::url()` still shows it: prefer the default header placement.
+///
 /// reqwest follows redirects and keeps custom headers such as `access-token` on them; Douyin's
 /// APIs do not redirect, but a client that talks to other hosts too may want
 /// `reqwest::redirect::Policy::none()`.
@@ -231,7 +234,7 @@ impl<C: ClassifyExpiry> Middleware for DouyinAuthMiddleware<C> {
             None
         };
         attach(shared, &mut req, &ready).map_err(middleware_error)?;
-        let res = next.clone().run(req, extensions).await?;
+        let res = scrub(shared, next.clone().run(req, extensions).await)?;
         let (expired, res) = classify(shared, res).await.map_err(middleware_error)?;
         if !expired {
             return Ok(res);
@@ -257,6 +260,22 @@ impl<C: ClassifyExpiry> Middleware for DouyinAuthMiddleware<C> {
             generation = ready.generation,
             "retry sent"
         );
-        next.run(again, extensions).await
+        scrub(shared, next.run(again, extensions).await)
+    }
+}
+
+/// With the token in the query, reqwest's errors would print it as part of their URL: drop
+/// the URL from them.
+fn scrub<C>(
+    shared: &Shared<C>,
+    result: reqwest_middleware::Result<Response>,
+) -> reqwest_middleware::Result<Response> {
+    match result {
+        Err(reqwest_middleware::Error::Reqwest(e))
+            if matches!(shared.placement, TokenPlacement::Query(_)) =>
+        {
+            Err(reqwest_middleware::Error::Reqwest(e.without_url()))
+        }
+        other => other,
     }
 }

@@ -220,3 +220,22 @@ async fn a_body_that_cannot_be_cloned_goes_out_once_and_the_next_request_gets_a_
     assert_eq!(body["err_no"], 0, "{body}");
     assert_eq!(mock.counters().stable_client_token_calls, 2);
 }
+
+#[tokio::test]
+async fn with_the_token_in_the_query_a_transport_error_does_not_print_it() {
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let layer = DouyinAuthLayer::builder(douyin_auth::StaticToken::new("clt.QUERY-SECRET"))
+        .placement(TokenPlacement::Query("access_token".into()))
+        .build();
+    let client = client(DouyinAuthMiddleware::from_layer(&layer));
+    let err = client
+        .get(format!("http://{closed}/api/x/"))
+        .send()
+        .await
+        .unwrap_err();
+    let shown = format!("{err} {err:?}");
+    assert!(!shown.contains("QUERY-SECRET"), "{shown}");
+}
