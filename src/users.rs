@@ -469,7 +469,12 @@ impl<C: HttpClient, St: TokenStore> StoredUser<C, St> {
         if !publish && !pending {
             return Err(Error::Store("nothing to write".into()));
         }
-        let give_up = Instant::now() + c.lease_ttl * 2 + c.poll * 2;
+        let give_up = crate::token::deadline(
+            Instant::now(),
+            c.lease_ttl
+                .saturating_mul(2)
+                .saturating_add(c.poll.saturating_mul(2)),
+        );
         let lease = loop {
             if !pending {
                 let stored = timed(c.store_timeout, c.store.get(&inner.key))
@@ -569,7 +574,7 @@ impl<C: HttpClient, St: TokenStore> StoredUser<C, St> {
                 tokio::time::sleep(jittered(delay)).await;
                 match me.run(false).await {
                     Err(Error::Persist(_) | Error::Store(_)) if me.has_unsaved().await => {
-                        delay = (delay * 2).min(RETRY_CAP);
+                        delay = delay.saturating_mul(2).min(RETRY_CAP);
                     }
                     _ => break,
                 }

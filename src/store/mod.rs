@@ -87,7 +87,8 @@ impl Lease {
 
     /// The monotonic instant at which the lease ends by itself.
     pub fn expires_at(&self) -> Instant {
-        self.acquired_at + self.ttl
+        // Saturates: a huge `ttl` means "far in the future", never an overflow.
+        crate::token::deadline(self.acquired_at, self.ttl)
     }
 }
 
@@ -239,7 +240,7 @@ impl MemoryStore {
     }
 
     fn write(inner: &mut MemoryInner, key: &str, token: &Token) {
-        let until = Instant::now() + entry_lifetime(token);
+        let until = crate::token::deadline(Instant::now(), entry_lifetime(token));
         inner.tokens.insert(
             key.to_owned(),
             Entry {
@@ -366,6 +367,19 @@ mod tests {
         tokio::time::advance(Duration::from_secs(61)).await;
         assert!(store.get("k").await.unwrap().is_none());
         assert!(store.is_empty());
+    }
+
+    #[tokio::test]
+    async fn huge_lease_times_saturate_instead_of_overflowing() {
+        let lease = Lease::generate(Duration::MAX).unwrap();
+        assert!(lease.expires_at() > Instant::now());
+        let _ = format!("{lease:?}");
+        let store = MemoryStore::new();
+        let lease = store.try_lease("k", Duration::MAX).await.unwrap().unwrap();
+        let t = Token::new("clt.1", Duration::MAX);
+        assert!(store.put_if_leased("k", &lease, &t).await.unwrap());
+        assert!(store.try_lease("k", Duration::MAX).await.unwrap().is_none());
+        let _ = shared::jittered(Duration::MAX);
     }
 
     #[test]

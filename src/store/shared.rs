@@ -152,7 +152,9 @@ impl<T: TokenSource, St: TokenStore> SharedSource<T, St> {
                     break;
                 };
                 match timed(inner.store_timeout, inner.store.get(&inner.key)).await {
-                    Ok(Some(t)) if t.remaining() > inner.min_remaining => {
+                    // Never a token this source handed out last: after the cache dropped a
+                    // rejected token it is empty, and `offer` would publish it again.
+                    Ok(Some(t)) if inner.adoptable(&t) => {
                         if cache.offer(t.clone()) {
                             inner.hand_out(t);
                         }
@@ -264,7 +266,7 @@ pub(crate) async fn timed<R>(
 /// A random duration between half and one and a half times `d`.
 pub(crate) fn jittered(d: Duration) -> Duration {
     let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-    Duration::from_nanos(nanos / 2 + fastrand::u64(0..=nanos))
+    Duration::from_nanos((nanos / 2).saturating_add(fastrand::u64(0..=nanos)))
 }
 
 /// Releases a lease when dropped before it was released (the fetch was cancelled).
@@ -361,7 +363,13 @@ impl<T: TokenSource, St: TokenStore> SharedSource<T, St> {
     async fn fetch_shared(&self) -> Result<Token, BoxError> {
         let inner = &self.inner;
         // Long enough for a holder that died to lose its lease, and for us to take it.
-        let give_up = Instant::now() + inner.lease_ttl * 2 + inner.poll * 2;
+        let give_up = crate::token::deadline(
+            Instant::now(),
+            inner
+                .lease_ttl
+                .saturating_mul(2)
+                .saturating_add(inner.poll.saturating_mul(2)),
+        );
         loop {
             match inner.step().await {
                 Err((op, e)) => {
@@ -424,11 +432,11 @@ impl<T: TokenSource, St: TokenStore> SharedSource<T, St> {
             Ok(false) => {
                 drop(guard);
                 tracing::warn!(target: "douyin_auth", key = %inner.key, "the lease ended before the token was written; the write was rejected");
-                // A newer token may be stored: the fleet converges on it.
+                // A newer token may be stored: the fleet converges on it. Not a token this
+                // source handed out last (it may be the one Douyin rejected, still stored when
+                // nobody else wrote since): then the token just fetched is the one to use.
                 match timed(inner.store_timeout, inner.store.get(&inner.key)).await {
-                    Ok(Some(stored)) if stored.remaining() > inner.min_remaining => {
-                        Ok(inner.hand_out(stored))
-                    }
+                    Ok(Some(stored)) if inner.adoptable(&stored) => Ok(inner.hand_out(stored)),
                     _ => Ok(inner.hand_out(token)),
                 }
             }
@@ -487,5 +495,62 @@ mod tests {
         drop((layer, shared));
         tokio::time::sleep(Duration::from_secs(91)).await;
         assert!(weak.upgrade().is_none());
+    }
+
+    /// Hands out `<name>.<n>` after `delay`.
+    #[derive(Clone)]
+    struct Slow {
+        delay: Duration,
+        n: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl TokenSource for Slow {
+        async fn fetch(&self) -> Result<Token, BoxError> {
+            tokio::time::sleep(self.delay).await;
+            let n = self.n.fetch_add(1, Ordering::SeqCst) + 1;
+            Ok(Token::new(format!("new.{n}"), Duration::from_secs(3600)))
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lost_lease_never_hands_the_rejected_token_back() {
+        let store = MemoryStore::new();
+        let source = Slow {
+            delay: Duration::from_secs(2),
+            n: Arc::default(),
+        };
+        let shared = SharedSource::builder(source, store.clone(), "k")
+            .lease_ttl(Duration::from_secs(1))
+            .build();
+        // Another instance stored X; this one adopts it.
+        let x = Token::new("clt.x", Duration::from_secs(3600));
+        store.put("k", &x).await.unwrap();
+        assert_eq!(shared.fetch().await.unwrap().secret(), "clt.x");
+
+        // Douyin rejects X: the next fetch takes the lease and fetches slowly, past the lease.
+        // Its write is rejected, and the store still holds X: X must not come back.
+        let token = shared.fetch().await.unwrap();
+        assert_eq!(token.secret(), "new.1");
+        assert_eq!(store.get("k").await.unwrap().unwrap().secret(), "clt.x");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_background_reread_never_republishes_an_invalidated_token() {
+        let store = MemoryStore::new();
+        let x = Token::new("clt.x", Duration::from_secs(3600));
+        let shared = SharedSource::new(StaticToken::from(x), store.clone(), "k");
+        let layer = DouyinAuthLayer::new(shared.clone());
+        shared
+            .reread_every(&layer, Duration::from_secs(60))
+            .unwrap();
+        let cache = Arc::clone(&layer.shared().cache);
+        let ready = Arc::clone(&cache).wait().await.unwrap();
+        assert_eq!(store.get("k").await.unwrap().unwrap().secret(), "clt.x");
+
+        // Douyin rejects X: the cache drops it. The store still holds X; the re-read must not
+        // put it back.
+        assert!(cache.invalidate(ready.generation));
+        tokio::time::sleep(Duration::from_secs(91)).await;
+        assert!(layer.cached_token().is_none());
     }
 }
