@@ -53,8 +53,8 @@ use crate::service::ResponseFuture;
 use crate::source::DynTokenSource;
 use crate::store::shared::{jittered, timed, LeaseGuard};
 use crate::store::{
-    Lease, TokenStore, DEFAULT_LEASE_TTL, DEFAULT_MIN_REMAINING, DEFAULT_POLL_INTERVAL,
-    DEFAULT_STORE_TIMEOUT,
+    Lease, TokenStore, DEFAULT_LEASE_TTL, DEFAULT_MAX_WAIT, DEFAULT_MIN_REMAINING,
+    DEFAULT_POLL_INTERVAL, DEFAULT_STORE_TIMEOUT,
 };
 use crate::token::Secret;
 use crate::{BoxError, DouyinAuthLayer, DouyinAuthLayerBuilder, Error, Token, TokenSource};
@@ -116,6 +116,7 @@ struct UsersConfig<C, St> {
     store: Arc<St>,
     lease_ttl: Duration,
     poll: Duration,
+    max_wait: Duration,
     min_remaining: Duration,
     store_timeout: Duration,
 }
@@ -153,6 +154,7 @@ impl<C, St> fmt::Debug for StoredUsers<C, St> {
             .field("renew_window", &c.renew_window)
             .field("store", &std::any::type_name::<St>())
             .field("lease_ttl", &c.lease_ttl)
+            .field("max_wait", &c.max_wait)
             .finish_non_exhaustive()
     }
 }
@@ -190,6 +192,7 @@ impl<C, St: TokenStore> StoredUsers<C, St> {
                 store: Arc::new(store),
                 lease_ttl: DEFAULT_LEASE_TTL,
                 poll: DEFAULT_POLL_INTERVAL,
+                max_wait: DEFAULT_MAX_WAIT,
                 min_remaining: DEFAULT_MIN_REMAINING,
                 store_timeout: DEFAULT_STORE_TIMEOUT,
             }),
@@ -213,6 +216,7 @@ impl<C, St: TokenStore> StoredUsers<C, St> {
                     store: Arc::clone(&c.store),
                     lease_ttl: c.lease_ttl,
                     poll: c.poll,
+                    max_wait: c.max_wait,
                     min_remaining: c.min_remaining,
                     store_timeout: c.store_timeout,
                 };
@@ -243,8 +247,10 @@ impl<C, St: TokenStore> StoredUsers<C, St> {
         self.edit(|c| c.renew_window = window)
     }
 
-    /// How long a user's lease lasts (default [`DEFAULT_LEASE_TTL`]): longer than a refresh
-    /// and a renewal take.
+    /// How long a user's lease lasts (default [`DEFAULT_LEASE_TTL`], 60 seconds): longer than a
+    /// refresh and a renewal take, and longer than the layer's
+    /// [refresh timeout](crate::DouyinAuthLayerBuilder::refresh_timeout) (30 seconds by
+    /// default), so that another instance never takes the lease while this one still works.
     #[must_use]
     pub fn lease_ttl(self, ttl: Duration) -> Self
     where
@@ -261,6 +267,18 @@ impl<C, St: TokenStore> StoredUsers<C, St> {
         C: Clone,
     {
         self.edit(|c| c.poll = interval)
+    }
+
+    /// How long an instance waits for another's lease on the same user before the fetch fails
+    /// with [`Error::Store`] (default [`DEFAULT_MAX_WAIT`], 20 seconds): shorter than the
+    /// layer's [refresh timeout](crate::DouyinAuthLayerBuilder::refresh_timeout), so the caller
+    /// sees why rather than a timeout.
+    #[must_use]
+    pub fn max_wait(self, wait: Duration) -> Self
+    where
+        C: Clone,
+    {
+        self.edit(|c| c.max_wait = wait)
     }
 
     /// How long one store operation may take (default [`DEFAULT_STORE_TIMEOUT`]).
@@ -469,12 +487,8 @@ impl<C: HttpClient, St: TokenStore> StoredUser<C, St> {
         if !publish && !pending {
             return Err(Error::Store("nothing to write".into()));
         }
-        let give_up = crate::token::deadline(
-            Instant::now(),
-            c.lease_ttl
-                .saturating_mul(2)
-                .saturating_add(c.poll.saturating_mul(2)),
-        );
+        // Before the cache's refresh timeout, so the caller learns why.
+        let give_up = crate::token::deadline(Instant::now(), c.max_wait);
         let lease = loop {
             if !pending {
                 let stored = timed(c.store_timeout, c.store.get(&inner.key))

@@ -294,3 +294,32 @@ async fn a_user_token_written_by_another_instance_is_adopted() {
     assert_eq!(b.fetch().await.unwrap(), t);
     assert_eq!(mock.counters().refresh_calls, 1);
 }
+
+/// With the defaults, an instance waiting for another's lease on a user gives up before the
+/// layer's refresh timeout, so the caller sees the store error, not a refresh timeout.
+#[tokio::test(start_paused = true)]
+async fn with_the_defaults_a_waiting_instance_gives_up_before_the_refresh_timeout() {
+    let store = MemoryStore::new();
+    // No Douyin call happens: the pair needs a refresh, and the lease is another's.
+    let users = StoredUsers::new("key", "secret", store.clone()).base_url("http://127.0.0.1:9");
+    let pair = Token::new("act.old", Duration::from_secs(10))
+        .with_open_id("u1")
+        .with_refresh_token("rft.old", DAY);
+    users.save(&pair).await.unwrap();
+    let key = StoredUsers::<HttpsClient, MemoryStore>::key_for("u1");
+    // Another instance took the user's lease with the default lifetime and died.
+    store
+        .try_lease(&key, douyin_auth::store::DEFAULT_LEASE_TTL)
+        .await
+        .unwrap()
+        .unwrap();
+    let svc = UserTokenLayer::new(users).layer(Recorder::new().service(|_, _| json("{}")));
+    let started = tokio::time::Instant::now();
+    let err = svc.oneshot(user_req("u1")).await.unwrap_err();
+    assert!(matches!(err, Error::Store(_)), "{err:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -42,7 +42,7 @@ pub(crate) mod shared;
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use self::redis::{RedisConfig, RedisStore, DEFAULT_KEY_PREFIX};
 pub use self::shared::{
-    SharedSource, SharedSourceBuilder, DEFAULT_LEASE_TTL, DEFAULT_MIN_REMAINING,
+    SharedSource, SharedSourceBuilder, DEFAULT_LEASE_TTL, DEFAULT_MAX_WAIT, DEFAULT_MIN_REMAINING,
     DEFAULT_POLL_INTERVAL, DEFAULT_STORE_TIMEOUT,
 };
 

@@ -12,7 +12,22 @@ use crate::douyin::{ClientCredentials, HttpClient};
 use crate::{BoxError, Token, TokenSource};
 
 /// Default lease time: how long one instance may take to fetch a token before another may.
-pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(15);
+///
+/// Comfortably longer than the layer's refresh timeout (30 seconds by default), so the lease
+/// never ends under a holder that is still working: a fetch that the refresh timeout cancels
+/// releases its lease as it is dropped, and the lease's own end only matters for a holder that
+/// died. Keep [`lease_ttl`](SharedSourceBuilder::lease_ttl) longer than the refresh timeout
+/// when you change either.
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(60);
+/// Default time an instance waits for another's lease before it stops waiting: a
+/// [`SharedSource`] then fetches on its own, a [`StoredUser`](crate::users::StoredUser) fails
+/// with [`Error::Store`](crate::Error::Store).
+///
+/// Shorter than the layer's refresh timeout (30 seconds by default), so the waiting instance
+/// falls back before its cache gives up on the refresh. Keep
+/// [`max_wait`](SharedSourceBuilder::max_wait) shorter than the refresh timeout when you change
+/// either.
+pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(20);
 /// Default interval at which an instance waiting for another's refresh polls the store
 /// (with jitter: between half and one and a half times it).
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(200);
@@ -34,7 +49,13 @@ pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(2);
 ///    its own (a late writer never overwrites a newer token; it adopts the stored one instead),
 ///    and releases the lease;
 /// 3. the others poll the store with jitter until the token appears or the lease ends, and
-///    adopt it or take the lease in turn. A holder that died costs at most one lease time.
+///    adopt it or take the lease in turn. A holder that died costs at most one lease time, and
+///    an instance waits at most [`max_wait`](SharedSourceBuilder::max_wait) before it fetches
+///    on its own (without writing the token, since the lease is not its own).
+///
+/// The defaults fit the layer's 30-second refresh timeout: the lease
+/// ([`DEFAULT_LEASE_TTL`], 60 s) outlives any fetch the cache lets run, and a waiting instance
+/// falls back ([`DEFAULT_MAX_WAIT`], 20 s) before the cache's timeout fires.
 ///
 /// Freshness comes from the store (Redis's remaining TTL), turned into a local monotonic
 /// deadline, so no host's wall clock matters. Reads of the token stay in the layer's local
@@ -77,6 +98,7 @@ struct Inner<T, St> {
     key: String,
     lease_ttl: Duration,
     poll: Duration,
+    max_wait: Duration,
     min_remaining: Duration,
     store_timeout: Duration,
     /// The token this source handed out last: never adopted again from the store.
@@ -94,6 +116,7 @@ impl<T, St> fmt::Debug for SharedSource<T, St> {
             .field("key", &i.key)
             .field("lease_ttl", &i.lease_ttl)
             .field("poll", &i.poll)
+            .field("max_wait", &i.max_wait)
             .field("min_remaining", &i.min_remaining)
             .field("store_timeout", &i.store_timeout)
             .field("degraded", &i.degraded.load(Ordering::Relaxed))
@@ -116,6 +139,7 @@ impl<T: TokenSource, St: TokenStore> SharedSource<T, St> {
             key: key.into(),
             lease_ttl: DEFAULT_LEASE_TTL,
             poll: DEFAULT_POLL_INTERVAL,
+            max_wait: DEFAULT_MAX_WAIT,
             min_remaining: DEFAULT_MIN_REMAINING,
             store_timeout: DEFAULT_STORE_TIMEOUT,
         }
@@ -193,6 +217,7 @@ pub struct SharedSourceBuilder<T, St> {
     key: String,
     lease_ttl: Duration,
     poll: Duration,
+    max_wait: Duration,
     min_remaining: Duration,
     store_timeout: Duration,
 }
@@ -207,8 +232,10 @@ impl<T, St> fmt::Debug for SharedSourceBuilder<T, St> {
 }
 
 impl<T: TokenSource, St: TokenStore> SharedSourceBuilder<T, St> {
-    /// How long the lease lasts: longer than a token call takes, short enough that a holder
-    /// that died does not keep the fleet waiting long. Default: 15 seconds.
+    /// How long the lease lasts: longer than the layer's
+    /// [refresh timeout](crate::DouyinAuthLayerBuilder::refresh_timeout) (so it never ends under
+    /// a holder that still works), short enough that a holder that died does not keep the fleet
+    /// waiting long. Default: [`DEFAULT_LEASE_TTL`] (60 seconds).
     pub fn lease_ttl(mut self, ttl: Duration) -> Self {
         self.lease_ttl = ttl;
         self
@@ -218,6 +245,15 @@ impl<T: TokenSource, St: TokenStore> SharedSourceBuilder<T, St> {
     /// Default: 200 ms.
     pub fn poll_interval(mut self, interval: Duration) -> Self {
         self.poll = interval;
+        self
+    }
+
+    /// How long an instance waits for another's lease (polling the store) before it fetches on
+    /// its own: shorter than the layer's
+    /// [refresh timeout](crate::DouyinAuthLayerBuilder::refresh_timeout), or the cache gives up
+    /// first and the fallback never runs. Default: [`DEFAULT_MAX_WAIT`] (20 seconds).
+    pub fn max_wait(mut self, wait: Duration) -> Self {
+        self.max_wait = wait;
         self
     }
 
@@ -243,6 +279,7 @@ impl<T: TokenSource, St: TokenStore> SharedSourceBuilder<T, St> {
                 key: self.key,
                 lease_ttl: self.lease_ttl,
                 poll: self.poll,
+                max_wait: self.max_wait,
                 min_remaining: self.min_remaining,
                 store_timeout: self.store_timeout,
                 last: Mutex::new(None),
@@ -362,14 +399,8 @@ impl<T: TokenSource, St: TokenStore> Inner<T, St> {
 impl<T: TokenSource, St: TokenStore> SharedSource<T, St> {
     async fn fetch_shared(&self) -> Result<Token, BoxError> {
         let inner = &self.inner;
-        // Long enough for a holder that died to lose its lease, and for us to take it.
-        let give_up = crate::token::deadline(
-            Instant::now(),
-            inner
-                .lease_ttl
-                .saturating_mul(2)
-                .saturating_add(inner.poll.saturating_mul(2)),
-        );
+        // Before the cache's refresh timeout, so the fallback below gets to run.
+        let give_up = crate::token::deadline(Instant::now(), inner.max_wait);
         loop {
             match inner.step().await {
                 Err((op, e)) => {
@@ -552,5 +583,36 @@ mod tests {
         assert!(cache.invalidate(ready.generation));
         tokio::time::sleep(Duration::from_secs(91)).await;
         assert!(layer.cached_token().is_none());
+    }
+
+    #[test]
+    fn the_defaults_fit_the_refresh_timeout() {
+        let timeout = crate::cache::DEFAULT_REFRESH_TIMEOUT;
+        assert!(
+            DEFAULT_LEASE_TTL >= timeout * 2,
+            "the lease outlives any fetch"
+        );
+        assert!(
+            DEFAULT_MAX_WAIT + DEFAULT_POLL_INTERVAL * 2 + DEFAULT_STORE_TIMEOUT * 2 < timeout,
+            "a waiting instance falls back before the cache gives up"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_the_defaults_a_waiting_instance_falls_back_before_the_refresh_timeout() {
+        let store = MemoryStore::new();
+        // Another instance took the lease and died.
+        store
+            .try_lease("k", DEFAULT_LEASE_TTL)
+            .await
+            .unwrap()
+            .unwrap();
+        let x = Token::new("clt.own", Duration::from_secs(3600));
+        let layer = DouyinAuthLayer::new(SharedSource::new(StaticToken::from(x), store, "k"));
+        let started = Instant::now();
+        let cache = Arc::clone(&layer.shared().cache);
+        cache.wait().await.unwrap();
+        assert_eq!(layer.cached_token().unwrap().secret(), "clt.own");
+        assert!(started.elapsed() < crate::cache::DEFAULT_REFRESH_TIMEOUT);
     }
 }
