@@ -51,7 +51,7 @@ use crate::expiry::{ClassifyExpiry, DouyinExpiry};
 use crate::layer::Shared;
 use crate::service::ResponseFuture;
 use crate::source::DynTokenSource;
-use crate::store::shared::{jittered, timed, LeaseGuard};
+use crate::store::shared::{jittered, timed, while_leased, LeaseGuard};
 use crate::store::{
     Lease, TokenStore, DEFAULT_LEASE_TTL, DEFAULT_MAX_WAIT, DEFAULT_MIN_REMAINING,
     DEFAULT_POLL_INTERVAL, DEFAULT_STORE_TIMEOUT,
@@ -367,6 +367,8 @@ struct UserInner<C, St> {
 ///    and adopting what it writes), reads the store again under it, and refreshes (and, near the
 ///    refresh token's end, renews) as [`UserTokens`] does;
 /// 3. writes the new pair to the store, only while the lease is its own, before handing it out.
+///    The lease is extended ([`TokenStore::extend`]) while the renewal, refresh and write run, so
+///    no other instance takes it and refreshes with the refresh token this one consumes.
 ///    If the write fails, the fetch fails with [`Error::Persist`], the pair is kept in memory
 ///    and the write is retried in the background (with back-off, until it succeeds) and by the
 ///    next fetch: a pair Douyin issued is never silently dropped.
@@ -555,8 +557,18 @@ impl<C: HttpClient, St: TokenStore> StoredUser<C, St> {
             guard.release(c.store_timeout).await;
             return Err(self.reauth());
         };
-        *lock(&inner.lease) = Some(lease);
-        let result = tokens.fetch_token().await;
+        *lock(&inner.lease) = Some(lease.clone());
+        // Renewal, refresh and the write may outlast the lease: it is extended meanwhile, so no
+        // other instance takes it and refreshes with the refresh token this one consumes.
+        let result = while_leased(
+            &*c.store,
+            &inner.key,
+            &lease,
+            c.lease_ttl,
+            c.store_timeout,
+            tokens.fetch_token(),
+        )
+        .await;
         *lock(&inner.lease) = None;
         guard.release(c.store_timeout).await;
         drop(slot);

@@ -70,6 +70,9 @@ impl TokenStore for FlakyStore {
         self.writes.fetch_add(1, Ordering::SeqCst);
         self.inner.put_if_leased(key, lease, token).await
     }
+    async fn extend(&self, key: &str, lease: &Lease, ttl: Duration) -> Result<bool, BoxError> {
+        self.inner.extend(key, lease, ttl).await
+    }
     async fn release(&self, key: &str, lease: &Lease) -> Result<(), BoxError> {
         self.inner.release(key, lease).await
     }
@@ -322,4 +325,30 @@ async fn with_the_defaults_a_waiting_instance_gives_up_before_the_refresh_timeou
         "{:?}",
         started.elapsed()
     );
+}
+
+/// A renewal and a refresh that together outlast the lease: the holder keeps its lease while it
+/// works, so the other instance waits and adopts the new pair instead of refreshing with the
+/// refresh token the holder consumed (which Douyin would answer with 10010).
+#[tokio::test]
+async fn a_holder_that_works_longer_than_its_lease_keeps_it() {
+    let mock = MockDouyin::start().await.unwrap();
+    let store = MemoryStore::new();
+    let g = mock.issue_user_tokens("u1", ["user_info"]);
+    let lease = Duration::from_millis(300);
+    let instance = || users(&mock, store.clone()).lease_ttl(lease).user("u1");
+    let (a, b) = (instance(), instance());
+    users(&mock, store.clone())
+        .save(&stored(&g, Duration::ZERO, DAY))
+        .await
+        .unwrap();
+    // Renew and refresh take 2 × 250 ms: longer than the 300 ms lease.
+    mock.set_token_latency(Duration::from_millis(250));
+    let (ta, tb) = tokio::join!(a.fetch(), b.fetch());
+    let (ta, tb) = (ta.unwrap(), tb.unwrap());
+    assert_eq!(ta, tb);
+    let c = mock.counters();
+    assert_eq!((c.renew_calls, c.refresh_calls), (1, 1), "{c:?}");
+    let key = StoredUsers::<HttpsClient, MemoryStore>::key_for("u1");
+    assert_eq!(store.get(&key).await.unwrap().unwrap(), ta);
 }

@@ -138,6 +138,18 @@ pub trait TokenStore: Send + Sync + 'static {
         token: &Token,
     ) -> impl Future<Output = Result<bool, BoxError>> + Send;
 
+    /// Makes `lease` last `ttl` from now if it still holds `key`, atomically (compare, then set
+    /// the expiry). `Ok(false)`: the lease had ended (or another took it) and nothing changed.
+    ///
+    /// A holder that works longer than it expected keeps its lease this way, so that nobody
+    /// takes it meanwhile. [`Lease::expires_at`] keeps the lifetime the lease was taken with.
+    fn extend(
+        &self,
+        key: &str,
+        lease: &Lease,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<bool, BoxError>> + Send;
+
     /// Ends `lease` if it still holds `key` (compare and delete); another holder's lease is left
     /// alone.
     fn release(
@@ -171,6 +183,15 @@ impl<T: TokenStore> TokenStore for Arc<T> {
         token: &Token,
     ) -> impl Future<Output = Result<bool, BoxError>> + Send {
         (**self).put_if_leased(key, lease, token)
+    }
+
+    fn extend(
+        &self,
+        key: &str,
+        lease: &Lease,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<bool, BoxError>> + Send {
+        (**self).extend(key, lease, ttl)
     }
 
     fn release(
@@ -312,6 +333,18 @@ impl TokenStore for MemoryStore {
         Ok(true)
     }
 
+    async fn extend(&self, key: &str, lease: &Lease, ttl: Duration) -> Result<bool, BoxError> {
+        let mut inner = self.lock();
+        if !Self::holds(&inner, key, lease) {
+            return Ok(false);
+        }
+        let until = crate::token::deadline(Instant::now(), ttl);
+        if let Some(held) = inner.leases.get_mut(key) {
+            held.1 = until;
+        }
+        Ok(true)
+    }
+
     async fn release(&self, key: &str, lease: &Lease) -> Result<(), BoxError> {
         let mut inner = self.lock();
         if inner.leases.get(key).is_some_and(|(id, _)| *id == lease.id) {
@@ -353,6 +386,16 @@ mod tests {
             .unwrap();
         let t2 = Token::new("clt.2", Duration::from_secs(60));
         assert!(!store.put_if_leased("k", &a, &t2).await.unwrap());
+        // Extending works for the holder only.
+        assert!(!store.extend("k", &a, Duration::from_secs(5)).await.unwrap());
+        tokio::time::advance(Duration::from_secs(4)).await;
+        assert!(store.extend("k", &b, Duration::from_secs(5)).await.unwrap());
+        tokio::time::advance(Duration::from_secs(4)).await;
+        assert!(store
+            .try_lease("k", Duration::from_secs(5))
+            .await
+            .unwrap()
+            .is_none());
         // Releasing a lease that is not one's own leaves the holder's alone.
         store.release("k", &a).await.unwrap();
         assert!(store.put_if_leased("k", &b, &t2).await.unwrap());

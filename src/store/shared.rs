@@ -1,6 +1,7 @@
 //! [`SharedSource`]: one token for a whole fleet, through a [`TokenStore`] and a lease.
 
 use std::fmt;
+use std::future::Future as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -304,6 +305,48 @@ pub(crate) async fn timed<R>(
 pub(crate) fn jittered(d: Duration) -> Duration {
     let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
     Duration::from_nanos((nanos / 2).saturating_add(fastrand::u64(0..=nanos)))
+}
+
+/// Runs `work` while keeping `lease` on `key` alive: every third of `ttl` the lease is extended
+/// to `ttl` from then, so nobody takes it while its holder still works. Once the store says the
+/// lease is no longer the holder's, it stops (the holder's write will be rejected); a store
+/// error is logged and the next extension tried. The extensions run in the same task as `work`
+/// and stop with it.
+pub(crate) async fn while_leased<St: TokenStore, F: std::future::Future>(
+    store: &St,
+    key: &str,
+    lease: &Lease,
+    ttl: Duration,
+    timeout: Duration,
+    work: F,
+) -> F::Output {
+    let every = (ttl / 3).max(Duration::from_millis(1));
+    let keeper = async {
+        loop {
+            tokio::time::sleep(every).await;
+            match timed(timeout.min(every), store.extend(key, lease, ttl)).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!(target: "douyin_auth", key = %key, "the lease ended while its holder still worked");
+                    break;
+                }
+                Err(e) => {
+                    tracing::debug!(target: "douyin_auth", key = %key, error = %e, "extending the lease failed; trying again");
+                }
+            }
+        }
+        std::future::pending::<()>().await;
+    };
+    let mut work = std::pin::pin!(work);
+    let mut keeper = std::pin::pin!(keeper);
+    std::future::poll_fn(|cx| {
+        if let std::task::Poll::Ready(out) = work.as_mut().poll(cx) {
+            return std::task::Poll::Ready(out);
+        }
+        let _ = keeper.as_mut().poll(cx);
+        std::task::Poll::Pending
+    })
+    .await
 }
 
 /// Releases a lease when dropped before it was released (the fetch was cancelled).
