@@ -398,6 +398,32 @@ impl<C, St> fmt::Debug for StoredUser<C, St> {
     }
 }
 
+/// Whether `stored` is a newer pair of the user's than `ours`: with another refresh token that
+/// lives longer (a renewal, or a new authorisation), or with the same refresh token and a later
+/// access token (a later refresh).
+fn is_newer(stored: &Token, ours: &Token) -> bool {
+    let Some(refresh) = stored.refresh_token() else {
+        return false;
+    };
+    match ours.refresh_token() {
+        None => true,
+        Some(o) if o == refresh => stored.expires_at() > ours.expires_at(),
+        Some(_) => match (stored.refresh_expires_at(), ours.refresh_expires_at()) {
+            (Some(s), Some(o)) => s > o,
+            (Some(_), None) => true,
+            (None, _) => false,
+        },
+    }
+}
+
+/// Whether `stored` has a refresh token that is still alive and none of `seen` has.
+fn is_other_live_pair(stored: &Token, seen: &[&Token]) -> bool {
+    let (Some(refresh), Some(until)) = (stored.refresh_token(), stored.refresh_expires_at()) else {
+        return false;
+    };
+    until > Instant::now() && seen.iter().all(|t| t.refresh_token() != Some(refresh))
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -521,15 +547,31 @@ impl<C: HttpClient, St: TokenStore> StoredUser<C, St> {
             key: inner.key.clone(),
             lease: Some(lease.clone()),
         };
-        // Under the lease the store is the truth, unless a pair of ours still waits for it.
-        if !pending {
-            let stored = match timed(c.store_timeout, c.store.get(&inner.key)).await {
-                Ok(s) => s,
-                Err(e) => {
-                    guard.release(c.store_timeout).await;
-                    return Err(Error::Store(e));
+        // Under the lease the store is the truth. A pair of ours that still waits for it is
+        // written only if nothing newer is stored: another instance may have refreshed since
+        // (our write may even have landed with its answer lost, and been renewed from).
+        let stored = match timed(c.store_timeout, c.store.get(&inner.key)).await {
+            Ok(s) => s,
+            Err(e) => {
+                guard.release(c.store_timeout).await;
+                return Err(Error::Store(e));
+            }
+        };
+        let mut pending = pending;
+        if pending {
+            if let (Some(t), Some(tokens)) = (stored.as_ref(), slot.as_ref()) {
+                if is_newer(t, &tokens.current()) {
+                    tracing::warn!(target: "douyin_auth", open_id = %inner.open_id, "a newer pair than the unsaved one is stored; the unsaved one is dropped");
+                    *slot = Some(self.make_tokens(t.clone()));
+                    pending = false;
+                    if !publish {
+                        guard.release(c.store_timeout).await;
+                        return Ok(t.clone());
+                    }
                 }
-            };
+            }
+        }
+        if !pending {
             match stored {
                 Some(t) if self.adoptable(&t) => {
                     guard.release(c.store_timeout).await;
@@ -557,10 +599,11 @@ impl<C: HttpClient, St: TokenStore> StoredUser<C, St> {
             guard.release(c.store_timeout).await;
             return Err(self.reauth());
         };
+        let used = tokens.current();
         *lock(&inner.lease) = Some(lease.clone());
         // Renewal, refresh and the write may outlast the lease: it is extended meanwhile, so no
         // other instance takes it and refreshes with the refresh token this one consumes.
-        let result = while_leased(
+        let mut result = while_leased(
             &*c.store,
             &inner.key,
             &lease,
@@ -569,6 +612,32 @@ impl<C: HttpClient, St: TokenStore> StoredUser<C, St> {
             tokens.fetch_token(),
         )
         .await;
+        // A dead refresh token: the user may have a newer pair in the store all the same
+        // (written by another instance, or saved after a new authorisation). Use that one
+        // rather than ask the user to authorise again.
+        if matches!(result, Err(Error::ReauthorizationRequired { .. })) {
+            let current = tokens.current();
+            if let Ok(Some(t)) = timed(c.store_timeout, c.store.get(&inner.key)).await {
+                if is_other_live_pair(&t, &[&used, &current]) {
+                    tracing::info!(target: "douyin_auth", open_id = %inner.open_id, "the refresh token was dead but another pair is stored; using it");
+                    let fresh = self.make_tokens(t.clone());
+                    result = if self.adoptable(&t) {
+                        Ok(t)
+                    } else {
+                        while_leased(
+                            &*c.store,
+                            &inner.key,
+                            &lease,
+                            c.lease_ttl,
+                            c.store_timeout,
+                            fresh.fetch_token(),
+                        )
+                        .await
+                    };
+                    *slot = Some(fresh);
+                }
+            }
+        }
         *lock(&inner.lease) = None;
         guard.release(c.store_timeout).await;
         drop(slot);

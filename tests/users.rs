@@ -40,11 +40,13 @@ fn users<St: TokenStore>(mock: &MockDouyin, store: St) -> StoredUsers<HttpsClien
         .poll_interval(Duration::from_millis(10))
 }
 
-/// A memory store whose writes fail while `fail` is set.
+/// A memory store whose writes fail while `fail` is set, or land and then report a failure (the
+/// answer lost) while `lose_answer` is set.
 #[derive(Clone, Default)]
 struct FlakyStore {
     inner: MemoryStore,
     fail: Arc<AtomicBool>,
+    lose_answer: Arc<AtomicBool>,
     writes: Arc<AtomicUsize>,
 }
 
@@ -68,7 +70,11 @@ impl TokenStore for FlakyStore {
             return Err("disk full".into());
         }
         self.writes.fetch_add(1, Ordering::SeqCst);
-        self.inner.put_if_leased(key, lease, token).await
+        let written = self.inner.put_if_leased(key, lease, token).await?;
+        if self.lose_answer.load(Ordering::SeqCst) {
+            return Err("connection reset".into());
+        }
+        Ok(written)
     }
     async fn extend(&self, key: &str, lease: &Lease, ttl: Duration) -> Result<bool, BoxError> {
         self.inner.extend(key, lease, ttl).await
@@ -351,4 +357,100 @@ async fn a_holder_that_works_longer_than_its_lease_keeps_it() {
     assert_eq!((c.renew_calls, c.refresh_calls), (1, 1), "{c:?}");
     let key = StoredUsers::<HttpsClient, MemoryStore>::key_for("u1");
     assert_eq!(store.get(&key).await.unwrap().unwrap(), ta);
+}
+
+/// A pair whose write landed though the store reported a failure stays "unsaved" here; another
+/// instance meanwhile renews from it. Writing the unsaved pair then would put a dead refresh
+/// token back into the store: the newer stored pair is adopted instead.
+#[tokio::test]
+async fn an_unsaved_pair_never_overwrites_a_newer_stored_one() {
+    let mock = MockDouyin::builder()
+        .access_token_lifetime(Duration::from_secs(30))
+        .start()
+        .await
+        .unwrap();
+    let store = FlakyStore::default();
+    let g = mock.issue_user_tokens("u1", ["user_info"]);
+    let key = StoredUsers::<HttpsClient, FlakyStore>::key_for("u1");
+    users(&mock, store.clone())
+        .save(&stored(&g, Duration::ZERO, DAY))
+        .await
+        .unwrap();
+
+    // A renews and refreshes; its write lands but the answer is lost.
+    let a = users(&mock, store.clone()).user("u1");
+    store.lose_answer.store(true, Ordering::SeqCst);
+    let err = a.fetch().await.unwrap_err();
+    assert!(
+        matches!(err.downcast_ref::<Error>(), Some(Error::Persist(_))),
+        "{err:?}"
+    );
+    store.lose_answer.store(false, Ordering::SeqCst);
+    store.fail.store(true, Ordering::SeqCst);
+    assert!(a.has_unsaved().await);
+    let a_pair = store.inner.get(&key).await.unwrap().unwrap();
+
+    // B reads that pair (its access token is short-lived), renews and refreshes from it.
+    let b = users(&mock, store.inner.clone())
+        .renew_window(400 * DAY)
+        .user("u1");
+    let b_pair = b.fetch().await.unwrap();
+    assert_ne!(b_pair.refresh_token(), a_pair.refresh_token());
+    let c = mock.counters();
+    assert_eq!((c.renew_calls, c.refresh_calls), (2, 2), "{c:?}");
+
+    // The store heals. A's unsaved pair (with the refresh token B's renewal killed) never
+    // reaches it; A goes on from B's pair.
+    store.fail.store(false, Ordering::SeqCst);
+    let mut settled = false;
+    for _ in 0..500 {
+        if !a.has_unsaved().await {
+            settled = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(settled, "the unsaved pair is still waiting");
+    let now = store.inner.get(&key).await.unwrap().unwrap();
+    assert_eq!(now.refresh_token(), b_pair.refresh_token());
+    let t = a.fetch().await.unwrap();
+    assert_eq!(t.refresh_token(), b_pair.refresh_token());
+}
+
+/// Douyin answers 10010 for the refresh token this instance read, but a new pair was stored
+/// meanwhile (the user authorised again): it is used instead of asking for reauthorisation.
+#[tokio::test]
+async fn a_dead_refresh_token_looks_at_the_store_again_before_giving_up() {
+    let mock = MockDouyin::start().await.unwrap();
+    let store = MemoryStore::new();
+    let g = mock.issue_user_tokens("u1", ["user_info"]);
+    let users = users(&mock, store.clone());
+    users
+        .save(&stored(&g, Duration::ZERO, 20 * DAY))
+        .await
+        .unwrap();
+    mock.set_token_latency(Duration::from_millis(200));
+    let fetch = tokio::spawn({
+        let b = users.user("u1");
+        async move { b.fetch().await }
+    });
+    // While the refresh is on its way, the user revokes and authorises again.
+    let mut asked = false;
+    for _ in 0..500 {
+        if mock.counters().refresh_calls == 1 {
+            asked = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert!(asked);
+    mock.revoke_user("u1");
+    let again = mock.issue_user_tokens("u1", ["user_info"]);
+    users
+        .save(&stored(&again, Duration::from_secs(3600), 20 * DAY))
+        .await
+        .unwrap();
+    let t = fetch.await.unwrap().unwrap();
+    assert_eq!(t.secret(), again.access_token);
+    assert_eq!(mock.counters().refresh_calls, 1);
 }
