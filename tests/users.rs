@@ -454,3 +454,80 @@ async fn a_dead_refresh_token_looks_at_the_store_again_before_giving_up() {
     assert_eq!(t.secret(), again.access_token);
     assert_eq!(mock.counters().refresh_calls, 1);
 }
+
+/// A user's source made again shares the state of the one alive: its unsaved pair is not
+/// forgotten.
+#[tokio::test]
+async fn a_user_made_again_shares_the_unsaved_pair() {
+    let mock = MockDouyin::start().await.unwrap();
+    let store = FlakyStore::default();
+    let g = mock.issue_user_tokens("u1", ["user_info"]);
+    let users = users(&mock, store.clone());
+    users.save(&stored(&g, Duration::ZERO, DAY)).await.unwrap();
+    store.fail.store(true, Ordering::SeqCst);
+    let a = users.user("u1");
+    a.fetch().await.unwrap_err();
+    assert!(a.has_unsaved().await);
+    assert!(users.user("u1").has_unsaved().await);
+}
+
+/// A full slot map never evicts a user whose refreshed pair is not written yet: the slot made
+/// again would refresh from the store's pair, whose refresh token the renewal killed.
+#[tokio::test]
+async fn a_slot_with_an_unsaved_pair_is_not_evicted() {
+    let mock = MockDouyin::start().await.unwrap();
+    let store = FlakyStore::default();
+    let g1 = mock.issue_user_tokens("u1", ["user_info"]);
+    let g2 = mock.issue_user_tokens("u2", ["user_info"]);
+    let users = users(&mock, store.clone());
+    users.save(&stored(&g1, Duration::ZERO, DAY)).await.unwrap();
+    users
+        .save(&stored(&g2, Duration::from_secs(3600), 20 * DAY))
+        .await
+        .unwrap();
+    let layer = UserTokenLayer::builder(users)
+        .max_users(1)
+        .options(|o| o.backoff(Duration::from_millis(10), Duration::from_millis(20)))
+        .build();
+    let rec = Recorder::new();
+    let svc = layer.layer(rec.service(|_, _| json("{}")));
+
+    // u1's pair is renewed and refreshed, but its write fails: it is kept in memory.
+    store.fail.store(true, Ordering::SeqCst);
+    let err = svc.clone().oneshot(user_req("u1")).await.unwrap_err();
+    assert!(matches!(err, Error::Persist(_)), "{err:?}");
+    // u2 comes along with the map full: u1's slot stays.
+    svc.clone().oneshot(user_req("u2")).await.unwrap();
+    assert!(layer.has_user("u1"));
+    assert_eq!(layer.users(), 2);
+
+    // The store heals; u1 goes on with its pair, without another call and without 10010.
+    store.fail.store(false, Ordering::SeqCst);
+    let mut sent = false;
+    for _ in 0..500 {
+        if svc.clone().oneshot(user_req("u1")).await.is_ok() {
+            sent = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(sent);
+    let c = mock.counters();
+    assert_eq!((c.renew_calls, c.refresh_calls), (1, 1), "{c:?}");
+    // Written now: the slot may go when the map needs room (once the background retry, if it
+    // still runs, has found nothing to write).
+    let mut evicted = false;
+    for i in 0..500 {
+        // A user the store does not know: refused, but it takes a slot.
+        svc.clone()
+            .oneshot(user_req(&format!("stranger{i}")))
+            .await
+            .unwrap_err();
+        if !layer.has_user("u1") {
+            evicted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(evicted);
+}
