@@ -31,8 +31,8 @@ use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -51,10 +51,10 @@ use crate::expiry::{ClassifyExpiry, DouyinExpiry};
 use crate::layer::Shared;
 use crate::service::ResponseFuture;
 use crate::source::DynTokenSource;
-use crate::store::shared::{jittered, timed, LeaseGuard};
+use crate::store::shared::{jittered, timed, while_leased, LeaseGuard};
 use crate::store::{
-    Lease, TokenStore, DEFAULT_LEASE_TTL, DEFAULT_MIN_REMAINING, DEFAULT_POLL_INTERVAL,
-    DEFAULT_STORE_TIMEOUT,
+    Lease, TokenStore, DEFAULT_LEASE_TTL, DEFAULT_MAX_WAIT, DEFAULT_MIN_REMAINING,
+    DEFAULT_POLL_INTERVAL, DEFAULT_STORE_TIMEOUT,
 };
 use crate::token::Secret;
 use crate::{BoxError, DouyinAuthLayer, DouyinAuthLayerBuilder, Error, Token, TokenSource};
@@ -90,7 +90,19 @@ pub trait UserSource: Send + Sync + 'static {
 
     /// The token source of the user with `open_id`.
     fn source_for(&self, open_id: &str) -> Self::Source;
+
+    /// A check the per-user layer runs before it evicts the slot of `source`: while it returns
+    /// true, the slot is kept (past the slot bound if need be), because dropping it would lose
+    /// state, e.g. a refreshed pair not yet written or a refresh in flight. `None` (the default):
+    /// the slot may be evicted whenever it is unused.
+    fn keep_slot(&self, source: &Self::Source) -> Option<KeepSlot> {
+        let _ = source;
+        None
+    }
 }
+
+/// The check of [`UserSource::keep_slot`]: true while the slot must not be evicted.
+pub type KeepSlot = Box<dyn Fn() -> bool + Send + Sync>;
 
 impl<F, T> UserSource for F
 where
@@ -116,8 +128,13 @@ struct UsersConfig<C, St> {
     store: Arc<St>,
     lease_ttl: Duration,
     poll: Duration,
+    max_wait: Duration,
     min_remaining: Duration,
     store_timeout: Duration,
+    /// The users' states alive now (held by a slot, a fetch or a background retry), so that a
+    /// user's source made again (after its slot was evicted) shares the state of the one before:
+    /// its unsaved pair, its last token.
+    live: Mutex<HashMap<String, Weak<UserInner<C, St>>>>,
 }
 
 /// Users' tokens kept in a [`TokenStore`] and refreshed from it: the [`UserSource`] for apps
@@ -153,6 +170,7 @@ impl<C, St> fmt::Debug for StoredUsers<C, St> {
             .field("renew_window", &c.renew_window)
             .field("store", &std::any::type_name::<St>())
             .field("lease_ttl", &c.lease_ttl)
+            .field("max_wait", &c.max_wait)
             .finish_non_exhaustive()
     }
 }
@@ -190,8 +208,10 @@ impl<C, St: TokenStore> StoredUsers<C, St> {
                 store: Arc::new(store),
                 lease_ttl: DEFAULT_LEASE_TTL,
                 poll: DEFAULT_POLL_INTERVAL,
+                max_wait: DEFAULT_MAX_WAIT,
                 min_remaining: DEFAULT_MIN_REMAINING,
                 store_timeout: DEFAULT_STORE_TIMEOUT,
+                live: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -213,8 +233,11 @@ impl<C, St: TokenStore> StoredUsers<C, St> {
                     store: Arc::clone(&c.store),
                     lease_ttl: c.lease_ttl,
                     poll: c.poll,
+                    max_wait: c.max_wait,
                     min_remaining: c.min_remaining,
                     store_timeout: c.store_timeout,
+                    // Users made with the old settings keep them; new ones get the new.
+                    live: Mutex::new(HashMap::new()),
                 };
                 f(&mut copy);
                 self.config = Arc::new(copy);
@@ -243,8 +266,10 @@ impl<C, St: TokenStore> StoredUsers<C, St> {
         self.edit(|c| c.renew_window = window)
     }
 
-    /// How long a user's lease lasts (default [`DEFAULT_LEASE_TTL`]): longer than a refresh
-    /// and a renewal take.
+    /// How long a user's lease lasts (default [`DEFAULT_LEASE_TTL`], 60 seconds): longer than a
+    /// refresh and a renewal take, and longer than the layer's
+    /// [refresh timeout](crate::DouyinAuthLayerBuilder::refresh_timeout) (30 seconds by
+    /// default), so that another instance never takes the lease while this one still works.
     #[must_use]
     pub fn lease_ttl(self, ttl: Duration) -> Self
     where
@@ -261,6 +286,18 @@ impl<C, St: TokenStore> StoredUsers<C, St> {
         C: Clone,
     {
         self.edit(|c| c.poll = interval)
+    }
+
+    /// How long an instance waits for another's lease on the same user before the fetch fails
+    /// with [`Error::Store`] (default [`DEFAULT_MAX_WAIT`], 20 seconds): shorter than the
+    /// layer's [refresh timeout](crate::DouyinAuthLayerBuilder::refresh_timeout), so the caller
+    /// sees why rather than a timeout.
+    #[must_use]
+    pub fn max_wait(self, wait: Duration) -> Self
+    where
+        C: Clone,
+    {
+        self.edit(|c| c.max_wait = wait)
     }
 
     /// How long one store operation may take (default [`DEFAULT_STORE_TIMEOUT`]).
@@ -301,19 +338,27 @@ impl<C, St: TokenStore> StoredUsers<C, St> {
         .map_err(Error::Persist)
     }
 
-    /// The token source of the user `open_id` (what the layer uses per slot).
+    /// The token source of the user `open_id` (what the layer uses per slot). While a source
+    /// of that user is alive (in a slot, a fetch or a background retry), this returns one that
+    /// shares its state, so a refreshed pair not yet written is never forgotten by a new one.
     pub fn user(&self, open_id: &str) -> StoredUser<C, St> {
-        StoredUser {
-            inner: Arc::new(UserInner {
-                open_id: open_id.to_owned(),
-                key: Self::key_for(open_id),
-                config: Arc::clone(&self.config),
-                tokens: tokio::sync::Mutex::new(None),
-                lease: Arc::new(Mutex::new(None)),
-                last: Mutex::new(None),
-                retrying: AtomicBool::new(false),
-            }),
+        let mut live = lock(&self.config.live);
+        if let Some(inner) = live.get(open_id).and_then(Weak::upgrade) {
+            return StoredUser { inner };
         }
+        let inner = Arc::new(UserInner {
+            open_id: open_id.to_owned(),
+            key: Self::key_for(open_id),
+            config: Arc::clone(&self.config),
+            tokens: tokio::sync::Mutex::new(None),
+            lease: Arc::new(Mutex::new(None)),
+            last: Mutex::new(None),
+            retrying: AtomicBool::new(false),
+            fetching: AtomicUsize::new(0),
+            unsaved: AtomicBool::new(false),
+        });
+        live.insert(open_id.to_owned(), Arc::downgrade(&inner));
+        StoredUser { inner }
     }
 }
 
@@ -322,6 +367,15 @@ impl<C: HttpClient, St: TokenStore> UserSource for StoredUsers<C, St> {
 
     fn source_for(&self, open_id: &str) -> StoredUser<C, St> {
         self.user(open_id)
+    }
+
+    fn keep_slot(&self, source: &StoredUser<C, St>) -> Option<KeepSlot> {
+        let inner = Arc::downgrade(&source.inner);
+        Some(Box::new(move || {
+            inner.upgrade().is_some_and(|i| {
+                i.fetching.load(Ordering::Acquire) > 0 || i.unsaved.load(Ordering::Acquire)
+            })
+        }))
     }
 }
 
@@ -338,6 +392,51 @@ struct UserInner<C, St> {
     last: Mutex<Option<Token>>,
     /// A background retry of a failed write is running.
     retrying: AtomicBool,
+    /// Fetches running now (a slot with one is not evicted).
+    fetching: AtomicUsize,
+    /// A refreshed pair may be waiting for the store (a slot with one is not evicted). Set after
+    /// every fetch, and to true when a fetch is cancelled (until the retry it starts finds out).
+    unsaved: AtomicBool,
+}
+
+impl<C, St> Drop for UserInner<C, St> {
+    fn drop(&mut self) {
+        let mut live = lock(&self.config.live);
+        // A new state of the same user may have taken the entry already.
+        if live
+            .get(&self.open_id)
+            .is_some_and(|w| w.strong_count() == 0)
+        {
+            live.remove(&self.open_id);
+        }
+    }
+}
+
+/// Counts a fetch as running; a fetch dropped before it finished (cancelled) marks the user as
+/// possibly unsaved and starts the background retry, which writes a pair left pending, if any.
+struct Fetching<C: HttpClient, St: TokenStore> {
+    user: StoredUser<C, St>,
+    finished: bool,
+}
+
+impl<C: HttpClient, St: TokenStore> Fetching<C, St> {
+    fn start(user: &StoredUser<C, St>) -> Self {
+        user.inner.fetching.fetch_add(1, Ordering::AcqRel);
+        Self {
+            user: user.clone(),
+            finished: false,
+        }
+    }
+}
+
+impl<C: HttpClient, St: TokenStore> Drop for Fetching<C, St> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.user.inner.unsaved.store(true, Ordering::Release);
+            self.user.retry_in_background();
+        }
+        self.user.inner.fetching.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// One user's tokens from a [`TokenStore`]; made by [`StoredUsers`].
@@ -349,6 +448,8 @@ struct UserInner<C, St> {
 ///    and adopting what it writes), reads the store again under it, and refreshes (and, near the
 ///    refresh token's end, renews) as [`UserTokens`] does;
 /// 3. writes the new pair to the store, only while the lease is its own, before handing it out.
+///    The lease is extended ([`TokenStore::extend`]) while the renewal, refresh and write run, so
+///    no other instance takes it and refreshes with the refresh token this one consumes.
 ///    If the write fails, the fetch fails with [`Error::Persist`], the pair is kept in memory
 ///    and the write is retried in the background (with back-off, until it succeeds) and by the
 ///    next fetch: a pair Douyin issued is never silently dropped.
@@ -376,6 +477,32 @@ impl<C, St> fmt::Debug for StoredUser<C, St> {
             .field("key", &self.inner.key)
             .finish_non_exhaustive()
     }
+}
+
+/// Whether `stored` is a newer pair of the user's than `ours`: with another refresh token that
+/// lives longer (a renewal, or a new authorisation), or with the same refresh token and a later
+/// access token (a later refresh).
+fn is_newer(stored: &Token, ours: &Token) -> bool {
+    let Some(refresh) = stored.refresh_token() else {
+        return false;
+    };
+    match ours.refresh_token() {
+        None => true,
+        Some(o) if o == refresh => stored.expires_at() > ours.expires_at(),
+        Some(_) => match (stored.refresh_expires_at(), ours.refresh_expires_at()) {
+            (Some(s), Some(o)) => s > o,
+            (Some(_), None) => true,
+            (None, _) => false,
+        },
+    }
+}
+
+/// Whether `stored` has a refresh token that is still alive and none of `seen` has.
+fn is_other_live_pair(stored: &Token, seen: &[&Token]) -> bool {
+    let (Some(refresh), Some(until)) = (stored.refresh_token(), stored.refresh_expires_at()) else {
+        return false;
+    };
+    until > Instant::now() && seen.iter().all(|t| t.refresh_token() != Some(refresh))
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -457,8 +584,17 @@ impl<C: HttpClient, St: TokenStore> StoredUser<C, St> {
     }
 
     /// One fetch; `publish`: hand the token out (the cache asked), else only write a pending
-    /// pair (the background retry).
+    /// pair (the background retry). Keeps the flags the slot map's eviction reads.
     async fn run(&self, publish: bool) -> Result<Token, Error> {
+        let mut fetching = Fetching::start(self);
+        let result = self.run_locked(publish).await;
+        let unsaved = self.has_unsaved().await;
+        self.inner.unsaved.store(unsaved, Ordering::Release);
+        fetching.finished = true;
+        result
+    }
+
+    async fn run_locked(&self, publish: bool) -> Result<Token, Error> {
         let inner = &self.inner;
         let c = &inner.config;
         let mut slot = inner.tokens.lock().await;
@@ -469,7 +605,8 @@ impl<C: HttpClient, St: TokenStore> StoredUser<C, St> {
         if !publish && !pending {
             return Err(Error::Store("nothing to write".into()));
         }
-        let give_up = Instant::now() + c.lease_ttl * 2 + c.poll * 2;
+        // Before the cache's refresh timeout, so the caller learns why.
+        let give_up = crate::token::deadline(Instant::now(), c.max_wait);
         let lease = loop {
             if !pending {
                 let stored = timed(c.store_timeout, c.store.get(&inner.key))
@@ -500,15 +637,31 @@ impl<C: HttpClient, St: TokenStore> StoredUser<C, St> {
             key: inner.key.clone(),
             lease: Some(lease.clone()),
         };
-        // Under the lease the store is the truth, unless a pair of ours still waits for it.
-        if !pending {
-            let stored = match timed(c.store_timeout, c.store.get(&inner.key)).await {
-                Ok(s) => s,
-                Err(e) => {
-                    guard.release(c.store_timeout).await;
-                    return Err(Error::Store(e));
+        // Under the lease the store is the truth. A pair of ours that still waits for it is
+        // written only if nothing newer is stored: another instance may have refreshed since
+        // (our write may even have landed with its answer lost, and been renewed from).
+        let stored = match timed(c.store_timeout, c.store.get(&inner.key)).await {
+            Ok(s) => s,
+            Err(e) => {
+                guard.release(c.store_timeout).await;
+                return Err(Error::Store(e));
+            }
+        };
+        let mut pending = pending;
+        if pending {
+            if let (Some(t), Some(tokens)) = (stored.as_ref(), slot.as_ref()) {
+                if is_newer(t, &tokens.current()) {
+                    tracing::warn!(target: "douyin_auth", open_id = %inner.open_id, "a newer pair than the unsaved one is stored; the unsaved one is dropped");
+                    *slot = Some(self.make_tokens(t.clone()));
+                    pending = false;
+                    if !publish {
+                        guard.release(c.store_timeout).await;
+                        return Ok(t.clone());
+                    }
                 }
-            };
+            }
+        }
+        if !pending {
             match stored {
                 Some(t) if self.adoptable(&t) => {
                     guard.release(c.store_timeout).await;
@@ -536,8 +689,45 @@ impl<C: HttpClient, St: TokenStore> StoredUser<C, St> {
             guard.release(c.store_timeout).await;
             return Err(self.reauth());
         };
-        *lock(&inner.lease) = Some(lease);
-        let result = tokens.fetch_token().await;
+        let used = tokens.current();
+        *lock(&inner.lease) = Some(lease.clone());
+        // Renewal, refresh and the write may outlast the lease: it is extended meanwhile, so no
+        // other instance takes it and refreshes with the refresh token this one consumes.
+        let mut result = while_leased(
+            &*c.store,
+            &inner.key,
+            &lease,
+            c.lease_ttl,
+            c.store_timeout,
+            tokens.fetch_token(),
+        )
+        .await;
+        // A dead refresh token: the user may have a newer pair in the store all the same
+        // (written by another instance, or saved after a new authorisation). Use that one
+        // rather than ask the user to authorise again.
+        if matches!(result, Err(Error::ReauthorizationRequired { .. })) {
+            let current = tokens.current();
+            if let Ok(Some(t)) = timed(c.store_timeout, c.store.get(&inner.key)).await {
+                if is_other_live_pair(&t, &[&used, &current]) {
+                    tracing::info!(target: "douyin_auth", open_id = %inner.open_id, "the refresh token was dead but another pair is stored; using it");
+                    let fresh = self.make_tokens(t.clone());
+                    result = if self.adoptable(&t) {
+                        Ok(t)
+                    } else {
+                        while_leased(
+                            &*c.store,
+                            &inner.key,
+                            &lease,
+                            c.lease_ttl,
+                            c.store_timeout,
+                            fresh.fetch_token(),
+                        )
+                        .await
+                    };
+                    *slot = Some(fresh);
+                }
+            }
+        }
         *lock(&inner.lease) = None;
         guard.release(c.store_timeout).await;
         drop(slot);
@@ -569,7 +759,7 @@ impl<C: HttpClient, St: TokenStore> StoredUser<C, St> {
                 tokio::time::sleep(jittered(delay)).await;
                 match me.run(false).await {
                     Err(Error::Persist(_) | Error::Store(_)) if me.has_unsaved().await => {
-                        delay = (delay * 2).min(RETRY_CAP);
+                        delay = delay.saturating_mul(2).min(RETRY_CAP);
                     }
                     _ => break,
                 }
@@ -593,11 +783,20 @@ pub const DEFAULT_MAX_USERS: usize = 10_000;
 /// Default time after which an unused slot may be evicted.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
-type Factory = Box<dyn Fn(&str) -> Box<dyn DynTokenSource> + Send + Sync>;
+type Factory = Box<dyn Fn(&str) -> (Box<dyn DynTokenSource>, Option<KeepSlot>) + Send + Sync>;
 
 struct Slot {
     cache: Arc<TokenCache>,
     last_used: Instant,
+    keep: Option<KeepSlot>,
+}
+
+impl Slot {
+    /// Whether dropping the slot loses nothing: no request or refresh holds its cache, and its
+    /// source has nothing to keep (an unsaved pair, a fetch running).
+    fn evictable(&self) -> bool {
+        Arc::strong_count(&self.cache) == 1 && !self.keep.as_ref().is_some_and(|keep| keep())
+    }
 }
 
 struct Slots {
@@ -622,29 +821,32 @@ impl Slots {
         if map.len() >= self.max_users {
             self.evict(&mut map, now);
         }
-        let cache = Arc::new(TokenCache::new(
-            (self.factory)(open_id),
-            self.config.clone(),
-            self.format,
-        ));
+        let (source, keep) = (self.factory)(open_id);
+        let cache = Arc::new(TokenCache::new(source, self.config.clone(), self.format));
         map.insert(
             Box::from(open_id),
             Slot {
                 cache: Arc::clone(&cache),
                 last_used: now,
+                keep,
             },
         );
         cache
     }
 
-    /// Drops the idle slots, and if none was idle, the least recently used one. Requests and
-    /// refreshes that hold an evicted slot's cache finish with it.
+    /// Drops the idle slots, and if none was idle, the least recently used one. A slot in use
+    /// (a request or a refresh holds it) or whose source must keep it
+    /// ([`UserSource::keep_slot`]: an unsaved pair, a fetch running) is never dropped: the map
+    /// then grows past its bound until such slots are free.
     fn evict(&self, map: &mut HashMap<Box<str>, Slot>, now: Instant) {
         let before = map.len();
-        map.retain(|_, s| now.saturating_duration_since(s.last_used) < self.idle_timeout);
+        map.retain(|_, s| {
+            now.saturating_duration_since(s.last_used) < self.idle_timeout || !s.evictable()
+        });
         while map.len() >= self.max_users.max(1) {
             let Some(oldest) = map
                 .iter()
+                .filter(|(_, s)| s.evictable())
                 .min_by_key(|(_, s)| s.last_used)
                 .map(|(k, _)| k.clone())
             else {
@@ -675,7 +877,9 @@ impl TokenSource for NoUser {
 /// lookup, no allocation once the slot exists); the token itself is read without a lock. The
 /// map holds at most [`max_users`](UserTokenLayerBuilder::max_users) slots: when it is full,
 /// slots unused for the [idle timeout](UserTokenLayerBuilder::idle_timeout) are evicted, else
-/// the least recently used one.
+/// the least recently used one. A slot in use (a request or a refresh holds it) or that its
+/// source keeps ([`UserSource::keep_slot`]; a [`StoredUser`] with a pair not yet written, or a
+/// fetch running) is not evicted; the map grows past its bound meanwhile.
 ///
 /// A request without [`OpenId`] fails with [`Error::MissingOpenId`]. Errors of a user's
 /// refresh are surfaced as [`Error::ReauthorizationRequired`], [`Error::Persist`] and
@@ -712,7 +916,11 @@ impl UserTokenLayer {
         let users = Arc::new(users);
         UserTokenLayerBuilder {
             base: DouyinAuthLayer::builder(NoUser),
-            factory: Box::new(move |id: &str| Box::new(users.source_for(id))),
+            factory: Box::new(move |id: &str| {
+                let source = users.source_for(id);
+                let keep = users.keep_slot(&source);
+                (Box::new(source), keep)
+            }),
             max_users: DEFAULT_MAX_USERS,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
         }

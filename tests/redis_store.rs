@@ -401,3 +401,44 @@ async fn eight_instances_renew_one_user_once_through_redis() {
     let keys = keys(&url, &format!("{prefix}*")).await;
     assert_eq!(keys, vec![format!("{prefix}user:u1")]);
 }
+
+/// The lease holder extends its lease (compare and `PEXPIRE`); nobody else can.
+#[tokio::test]
+async fn only_the_holder_extends_its_lease() {
+    let Some(url) = shared_url().await else {
+        return;
+    };
+    let prefix = unique_prefix("extend");
+    let redis = store(&url, &prefix).await;
+    let short = Duration::from_millis(300);
+    let a = redis.try_lease("k", short).await.unwrap().unwrap();
+    let pttl = || async {
+        let client = redis::Client::open(url.as_str()).unwrap();
+        let mut c = client.get_multiplexed_async_connection().await.unwrap();
+        redis::cmd("PTTL")
+            .arg(format!("{prefix}k:lease"))
+            .query_async::<i64>(&mut c)
+            .await
+            .unwrap()
+    };
+    assert!(redis
+        .extend("k", &a, Duration::from_secs(60))
+        .await
+        .unwrap());
+    assert!(pttl().await > 50_000);
+    // Another lease (a late holder whose lease ended) cannot extend it.
+    redis.release("k", &a).await.unwrap();
+    let b = redis.try_lease("k", short).await.unwrap().unwrap();
+    assert!(!redis
+        .extend("k", &a, Duration::from_secs(60))
+        .await
+        .unwrap());
+    assert!(pttl().await <= 300);
+    // Nor can anybody once the lease has ended by itself.
+    assert!(eventually(Duration::from_secs(3), || async { pttl().await < 0 }).await);
+    assert!(!redis
+        .extend("k", &b, Duration::from_secs(60))
+        .await
+        .unwrap());
+    assert!(keys(&url, &format!("{prefix}*")).await.is_empty());
+}

@@ -40,11 +40,13 @@ fn users<St: TokenStore>(mock: &MockDouyin, store: St) -> StoredUsers<HttpsClien
         .poll_interval(Duration::from_millis(10))
 }
 
-/// A memory store whose writes fail while `fail` is set.
+/// A memory store whose writes fail while `fail` is set, or land and then report a failure (the
+/// answer lost) while `lose_answer` is set.
 #[derive(Clone, Default)]
 struct FlakyStore {
     inner: MemoryStore,
     fail: Arc<AtomicBool>,
+    lose_answer: Arc<AtomicBool>,
     writes: Arc<AtomicUsize>,
 }
 
@@ -68,7 +70,14 @@ impl TokenStore for FlakyStore {
             return Err("disk full".into());
         }
         self.writes.fetch_add(1, Ordering::SeqCst);
-        self.inner.put_if_leased(key, lease, token).await
+        let written = self.inner.put_if_leased(key, lease, token).await?;
+        if self.lose_answer.load(Ordering::SeqCst) {
+            return Err("connection reset".into());
+        }
+        Ok(written)
+    }
+    async fn extend(&self, key: &str, lease: &Lease, ttl: Duration) -> Result<bool, BoxError> {
+        self.inner.extend(key, lease, ttl).await
     }
     async fn release(&self, key: &str, lease: &Lease) -> Result<(), BoxError> {
         self.inner.release(key, lease).await
@@ -293,4 +302,232 @@ async fn a_user_token_written_by_another_instance_is_adopted() {
     let b = users(&mock, store.clone()).user("u1");
     assert_eq!(b.fetch().await.unwrap(), t);
     assert_eq!(mock.counters().refresh_calls, 1);
+}
+
+/// With the defaults, an instance waiting for another's lease on a user gives up before the
+/// layer's refresh timeout, so the caller sees the store error, not a refresh timeout.
+#[tokio::test(start_paused = true)]
+async fn with_the_defaults_a_waiting_instance_gives_up_before_the_refresh_timeout() {
+    let store = MemoryStore::new();
+    // No Douyin call happens: the pair needs a refresh, and the lease is another's.
+    let users = StoredUsers::new("key", "secret", store.clone()).base_url("http://127.0.0.1:9");
+    let pair = Token::new("act.old", Duration::from_secs(10))
+        .with_open_id("u1")
+        .with_refresh_token("rft.old", DAY);
+    users.save(&pair).await.unwrap();
+    let key = StoredUsers::<HttpsClient, MemoryStore>::key_for("u1");
+    // Another instance took the user's lease with the default lifetime and died.
+    store
+        .try_lease(&key, douyin_auth::store::DEFAULT_LEASE_TTL)
+        .await
+        .unwrap()
+        .unwrap();
+    let svc = UserTokenLayer::new(users).layer(Recorder::new().service(|_, _| json("{}")));
+    let started = tokio::time::Instant::now();
+    let err = svc.oneshot(user_req("u1")).await.unwrap_err();
+    assert!(matches!(err, Error::Store(_)), "{err:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// A renewal and a refresh that together outlast the lease: the holder keeps its lease while it
+/// works, so the other instance waits and adopts the new pair instead of refreshing with the
+/// refresh token the holder consumed (which Douyin would answer with 10010).
+#[tokio::test]
+async fn a_holder_that_works_longer_than_its_lease_keeps_it() {
+    let mock = MockDouyin::start().await.unwrap();
+    let store = MemoryStore::new();
+    let g = mock.issue_user_tokens("u1", ["user_info"]);
+    let lease = Duration::from_millis(300);
+    let instance = || users(&mock, store.clone()).lease_ttl(lease).user("u1");
+    let (a, b) = (instance(), instance());
+    users(&mock, store.clone())
+        .save(&stored(&g, Duration::ZERO, DAY))
+        .await
+        .unwrap();
+    // Renew and refresh take 2 × 250 ms: longer than the 300 ms lease.
+    mock.set_token_latency(Duration::from_millis(250));
+    let (ta, tb) = tokio::join!(a.fetch(), b.fetch());
+    let (ta, tb) = (ta.unwrap(), tb.unwrap());
+    assert_eq!(ta, tb);
+    let c = mock.counters();
+    assert_eq!((c.renew_calls, c.refresh_calls), (1, 1), "{c:?}");
+    let key = StoredUsers::<HttpsClient, MemoryStore>::key_for("u1");
+    assert_eq!(store.get(&key).await.unwrap().unwrap(), ta);
+}
+
+/// A pair whose write landed though the store reported a failure stays "unsaved" here; another
+/// instance meanwhile renews from it. Writing the unsaved pair then would put a dead refresh
+/// token back into the store: the newer stored pair is adopted instead.
+#[tokio::test]
+async fn an_unsaved_pair_never_overwrites_a_newer_stored_one() {
+    let mock = MockDouyin::builder()
+        .access_token_lifetime(Duration::from_secs(30))
+        .start()
+        .await
+        .unwrap();
+    let store = FlakyStore::default();
+    let g = mock.issue_user_tokens("u1", ["user_info"]);
+    let key = StoredUsers::<HttpsClient, FlakyStore>::key_for("u1");
+    users(&mock, store.clone())
+        .save(&stored(&g, Duration::ZERO, DAY))
+        .await
+        .unwrap();
+
+    // A renews and refreshes; its write lands but the answer is lost.
+    let a = users(&mock, store.clone()).user("u1");
+    store.lose_answer.store(true, Ordering::SeqCst);
+    let err = a.fetch().await.unwrap_err();
+    assert!(
+        matches!(err.downcast_ref::<Error>(), Some(Error::Persist(_))),
+        "{err:?}"
+    );
+    store.lose_answer.store(false, Ordering::SeqCst);
+    store.fail.store(true, Ordering::SeqCst);
+    assert!(a.has_unsaved().await);
+    let a_pair = store.inner.get(&key).await.unwrap().unwrap();
+
+    // B reads that pair (its access token is short-lived), renews and refreshes from it.
+    let b = users(&mock, store.inner.clone())
+        .renew_window(400 * DAY)
+        .user("u1");
+    let b_pair = b.fetch().await.unwrap();
+    assert_ne!(b_pair.refresh_token(), a_pair.refresh_token());
+    let c = mock.counters();
+    assert_eq!((c.renew_calls, c.refresh_calls), (2, 2), "{c:?}");
+
+    // The store heals. A's unsaved pair (with the refresh token B's renewal killed) never
+    // reaches it; A goes on from B's pair.
+    store.fail.store(false, Ordering::SeqCst);
+    let mut settled = false;
+    for _ in 0..500 {
+        if !a.has_unsaved().await {
+            settled = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(settled, "the unsaved pair is still waiting");
+    let now = store.inner.get(&key).await.unwrap().unwrap();
+    assert_eq!(now.refresh_token(), b_pair.refresh_token());
+    let t = a.fetch().await.unwrap();
+    assert_eq!(t.refresh_token(), b_pair.refresh_token());
+}
+
+/// Douyin answers 10010 for the refresh token this instance read, but a new pair was stored
+/// meanwhile (the user authorised again): it is used instead of asking for reauthorisation.
+#[tokio::test]
+async fn a_dead_refresh_token_looks_at_the_store_again_before_giving_up() {
+    let mock = MockDouyin::start().await.unwrap();
+    let store = MemoryStore::new();
+    let g = mock.issue_user_tokens("u1", ["user_info"]);
+    let users = users(&mock, store.clone());
+    users
+        .save(&stored(&g, Duration::ZERO, 20 * DAY))
+        .await
+        .unwrap();
+    mock.set_token_latency(Duration::from_millis(200));
+    let fetch = tokio::spawn({
+        let b = users.user("u1");
+        async move { b.fetch().await }
+    });
+    // While the refresh is on its way, the user revokes and authorises again.
+    let mut asked = false;
+    for _ in 0..500 {
+        if mock.counters().refresh_calls == 1 {
+            asked = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert!(asked);
+    mock.revoke_user("u1");
+    let again = mock.issue_user_tokens("u1", ["user_info"]);
+    users
+        .save(&stored(&again, Duration::from_secs(3600), 20 * DAY))
+        .await
+        .unwrap();
+    let t = fetch.await.unwrap().unwrap();
+    assert_eq!(t.secret(), again.access_token);
+    assert_eq!(mock.counters().refresh_calls, 1);
+}
+
+/// A user's source made again shares the state of the one alive: its unsaved pair is not
+/// forgotten.
+#[tokio::test]
+async fn a_user_made_again_shares_the_unsaved_pair() {
+    let mock = MockDouyin::start().await.unwrap();
+    let store = FlakyStore::default();
+    let g = mock.issue_user_tokens("u1", ["user_info"]);
+    let users = users(&mock, store.clone());
+    users.save(&stored(&g, Duration::ZERO, DAY)).await.unwrap();
+    store.fail.store(true, Ordering::SeqCst);
+    let a = users.user("u1");
+    a.fetch().await.unwrap_err();
+    assert!(a.has_unsaved().await);
+    assert!(users.user("u1").has_unsaved().await);
+}
+
+/// A full slot map never evicts a user whose refreshed pair is not written yet: the slot made
+/// again would refresh from the store's pair, whose refresh token the renewal killed.
+#[tokio::test]
+async fn a_slot_with_an_unsaved_pair_is_not_evicted() {
+    let mock = MockDouyin::start().await.unwrap();
+    let store = FlakyStore::default();
+    let g1 = mock.issue_user_tokens("u1", ["user_info"]);
+    let g2 = mock.issue_user_tokens("u2", ["user_info"]);
+    let users = users(&mock, store.clone());
+    users.save(&stored(&g1, Duration::ZERO, DAY)).await.unwrap();
+    users
+        .save(&stored(&g2, Duration::from_secs(3600), 20 * DAY))
+        .await
+        .unwrap();
+    let layer = UserTokenLayer::builder(users)
+        .max_users(1)
+        .options(|o| o.backoff(Duration::from_millis(10), Duration::from_millis(20)))
+        .build();
+    let rec = Recorder::new();
+    let svc = layer.layer(rec.service(|_, _| json("{}")));
+
+    // u1's pair is renewed and refreshed, but its write fails: it is kept in memory.
+    store.fail.store(true, Ordering::SeqCst);
+    let err = svc.clone().oneshot(user_req("u1")).await.unwrap_err();
+    assert!(matches!(err, Error::Persist(_)), "{err:?}");
+    // u2 comes along with the map full: u1's slot stays.
+    svc.clone().oneshot(user_req("u2")).await.unwrap();
+    assert!(layer.has_user("u1"));
+    assert_eq!(layer.users(), 2);
+
+    // The store heals; u1 goes on with its pair, without another call and without 10010.
+    store.fail.store(false, Ordering::SeqCst);
+    let mut sent = false;
+    for _ in 0..500 {
+        if svc.clone().oneshot(user_req("u1")).await.is_ok() {
+            sent = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(sent);
+    let c = mock.counters();
+    assert_eq!((c.renew_calls, c.refresh_calls), (1, 1), "{c:?}");
+    // Written now: the slot may go when the map needs room (once the background retry, if it
+    // still runs, has found nothing to write).
+    let mut evicted = false;
+    for i in 0..500 {
+        // A user the store does not know: refused, but it takes a slot.
+        svc.clone()
+            .oneshot(user_req(&format!("stranger{i}")))
+            .await
+            .unwrap_err();
+        if !layer.has_user("u1") {
+            evicted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(evicted);
 }

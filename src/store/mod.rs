@@ -42,7 +42,7 @@ pub(crate) mod shared;
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use self::redis::{RedisConfig, RedisStore, DEFAULT_KEY_PREFIX};
 pub use self::shared::{
-    SharedSource, SharedSourceBuilder, DEFAULT_LEASE_TTL, DEFAULT_MIN_REMAINING,
+    SharedSource, SharedSourceBuilder, DEFAULT_LEASE_TTL, DEFAULT_MAX_WAIT, DEFAULT_MIN_REMAINING,
     DEFAULT_POLL_INTERVAL, DEFAULT_STORE_TIMEOUT,
 };
 
@@ -87,7 +87,8 @@ impl Lease {
 
     /// The monotonic instant at which the lease ends by itself.
     pub fn expires_at(&self) -> Instant {
-        self.acquired_at + self.ttl
+        // Saturates: a huge `ttl` means "far in the future", never an overflow.
+        crate::token::deadline(self.acquired_at, self.ttl)
     }
 }
 
@@ -137,6 +138,18 @@ pub trait TokenStore: Send + Sync + 'static {
         token: &Token,
     ) -> impl Future<Output = Result<bool, BoxError>> + Send;
 
+    /// Makes `lease` last `ttl` from now if it still holds `key`, atomically (compare, then set
+    /// the expiry). `Ok(false)`: the lease had ended (or another took it) and nothing changed.
+    ///
+    /// A holder that works longer than it expected keeps its lease this way, so that nobody
+    /// takes it meanwhile. [`Lease::expires_at`] keeps the lifetime the lease was taken with.
+    fn extend(
+        &self,
+        key: &str,
+        lease: &Lease,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<bool, BoxError>> + Send;
+
     /// Ends `lease` if it still holds `key` (compare and delete); another holder's lease is left
     /// alone.
     fn release(
@@ -170,6 +183,15 @@ impl<T: TokenStore> TokenStore for Arc<T> {
         token: &Token,
     ) -> impl Future<Output = Result<bool, BoxError>> + Send {
         (**self).put_if_leased(key, lease, token)
+    }
+
+    fn extend(
+        &self,
+        key: &str,
+        lease: &Lease,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<bool, BoxError>> + Send {
+        (**self).extend(key, lease, ttl)
     }
 
     fn release(
@@ -239,7 +261,7 @@ impl MemoryStore {
     }
 
     fn write(inner: &mut MemoryInner, key: &str, token: &Token) {
-        let until = Instant::now() + entry_lifetime(token);
+        let until = crate::token::deadline(Instant::now(), entry_lifetime(token));
         inner.tokens.insert(
             key.to_owned(),
             Entry {
@@ -311,6 +333,18 @@ impl TokenStore for MemoryStore {
         Ok(true)
     }
 
+    async fn extend(&self, key: &str, lease: &Lease, ttl: Duration) -> Result<bool, BoxError> {
+        let mut inner = self.lock();
+        if !Self::holds(&inner, key, lease) {
+            return Ok(false);
+        }
+        let until = crate::token::deadline(Instant::now(), ttl);
+        if let Some(held) = inner.leases.get_mut(key) {
+            held.1 = until;
+        }
+        Ok(true)
+    }
+
     async fn release(&self, key: &str, lease: &Lease) -> Result<(), BoxError> {
         let mut inner = self.lock();
         if inner.leases.get(key).is_some_and(|(id, _)| *id == lease.id) {
@@ -352,6 +386,16 @@ mod tests {
             .unwrap();
         let t2 = Token::new("clt.2", Duration::from_secs(60));
         assert!(!store.put_if_leased("k", &a, &t2).await.unwrap());
+        // Extending works for the holder only.
+        assert!(!store.extend("k", &a, Duration::from_secs(5)).await.unwrap());
+        tokio::time::advance(Duration::from_secs(4)).await;
+        assert!(store.extend("k", &b, Duration::from_secs(5)).await.unwrap());
+        tokio::time::advance(Duration::from_secs(4)).await;
+        assert!(store
+            .try_lease("k", Duration::from_secs(5))
+            .await
+            .unwrap()
+            .is_none());
         // Releasing a lease that is not one's own leaves the holder's alone.
         store.release("k", &a).await.unwrap();
         assert!(store.put_if_leased("k", &b, &t2).await.unwrap());
@@ -366,6 +410,19 @@ mod tests {
         tokio::time::advance(Duration::from_secs(61)).await;
         assert!(store.get("k").await.unwrap().is_none());
         assert!(store.is_empty());
+    }
+
+    #[tokio::test]
+    async fn huge_lease_times_saturate_instead_of_overflowing() {
+        let lease = Lease::generate(Duration::MAX).unwrap();
+        assert!(lease.expires_at() > Instant::now());
+        let _ = format!("{lease:?}");
+        let store = MemoryStore::new();
+        let lease = store.try_lease("k", Duration::MAX).await.unwrap().unwrap();
+        let t = Token::new("clt.1", Duration::MAX);
+        assert!(store.put_if_leased("k", &lease, &t).await.unwrap());
+        assert!(store.try_lease("k", Duration::MAX).await.unwrap().is_none());
+        let _ = shared::jittered(Duration::MAX);
     }
 
     #[test]

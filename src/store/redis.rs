@@ -31,6 +31,14 @@ end
 return 0
 ";
 
+/// Extends the lease only if it is still the caller's.
+const EXTEND: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+";
+
 /// Deletes the lease only if it is still the caller's.
 const RELEASE: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -111,7 +119,7 @@ impl fmt::Debug for RedisConfig {
 ///   longer lifetime. A read takes the value and its `PTTL` in one script, so the lifetimes come
 ///   from Redis's clock and turn into local monotonic deadlines: no host's wall clock matters.
 /// - Lease under `<prefix><key>:lease`: `SET NX PX` with 128 random bits, released by a
-///   compare-and-delete script.
+///   compare-and-delete script, extended by a compare-and-`PEXPIRE` script.
 /// - The write under a lease is one script that writes only if the lease is still the
 ///   writer's, so a late writer never overwrites a newer token.
 ///
@@ -128,6 +136,7 @@ pub struct RedisStore {
     prefix: Arc<str>,
     get: Arc<Script>,
     put_if_leased: Arc<Script>,
+    extend: Arc<Script>,
     release: Arc<Script>,
 }
 
@@ -165,6 +174,7 @@ impl RedisStore {
             prefix: Arc::from(config.prefix),
             get: Arc::new(Script::new(GET)),
             put_if_leased: Arc::new(Script::new(PUT_IF_LEASED)),
+            extend: Arc::new(Script::new(EXTEND)),
             release: Arc::new(Script::new(RELEASE)),
         })
     }
@@ -308,6 +318,18 @@ impl TokenStore for RedisStore {
             .invoke_async(&mut conn)
             .await?;
         Ok(written == 1)
+    }
+
+    async fn extend(&self, key: &str, lease: &Lease, ttl: Duration) -> Result<bool, BoxError> {
+        let mut conn = self.conn.clone();
+        let extended: i64 = self
+            .extend
+            .key(self.lease_key(key))
+            .arg(lease.id())
+            .arg(millis(ttl).max(1))
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(extended == 1)
     }
 
     async fn release(&self, key: &str, lease: &Lease) -> Result<(), BoxError> {

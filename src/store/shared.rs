@@ -1,6 +1,7 @@
 //! [`SharedSource`]: one token for a whole fleet, through a [`TokenStore`] and a lease.
 
 use std::fmt;
+use std::future::Future as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,7 +13,22 @@ use crate::douyin::{ClientCredentials, HttpClient};
 use crate::{BoxError, Token, TokenSource};
 
 /// Default lease time: how long one instance may take to fetch a token before another may.
-pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(15);
+///
+/// Comfortably longer than the layer's refresh timeout (30 seconds by default), so the lease
+/// never ends under a holder that is still working: a fetch that the refresh timeout cancels
+/// releases its lease as it is dropped, and the lease's own end only matters for a holder that
+/// died. Keep [`lease_ttl`](SharedSourceBuilder::lease_ttl) longer than the refresh timeout
+/// when you change either.
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(60);
+/// Default time an instance waits for another's lease before it stops waiting: a
+/// [`SharedSource`] then fetches on its own, a [`StoredUser`](crate::users::StoredUser) fails
+/// with [`Error::Store`](crate::Error::Store).
+///
+/// Shorter than the layer's refresh timeout (30 seconds by default), so the waiting instance
+/// falls back before its cache gives up on the refresh. Keep
+/// [`max_wait`](SharedSourceBuilder::max_wait) shorter than the refresh timeout when you change
+/// either.
+pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(20);
 /// Default interval at which an instance waiting for another's refresh polls the store
 /// (with jitter: between half and one and a half times it).
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(200);
@@ -34,7 +50,13 @@ pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(2);
 ///    its own (a late writer never overwrites a newer token; it adopts the stored one instead),
 ///    and releases the lease;
 /// 3. the others poll the store with jitter until the token appears or the lease ends, and
-///    adopt it or take the lease in turn. A holder that died costs at most one lease time.
+///    adopt it or take the lease in turn. A holder that died costs at most one lease time, and
+///    an instance waits at most [`max_wait`](SharedSourceBuilder::max_wait) before it fetches
+///    on its own (without writing the token, since the lease is not its own).
+///
+/// The defaults fit the layer's 30-second refresh timeout: the lease
+/// ([`DEFAULT_LEASE_TTL`], 60 s) outlives any fetch the cache lets run, and a waiting instance
+/// falls back ([`DEFAULT_MAX_WAIT`], 20 s) before the cache's timeout fires.
 ///
 /// Freshness comes from the store (Redis's remaining TTL), turned into a local monotonic
 /// deadline, so no host's wall clock matters. Reads of the token stay in the layer's local
@@ -77,6 +99,7 @@ struct Inner<T, St> {
     key: String,
     lease_ttl: Duration,
     poll: Duration,
+    max_wait: Duration,
     min_remaining: Duration,
     store_timeout: Duration,
     /// The token this source handed out last: never adopted again from the store.
@@ -94,6 +117,7 @@ impl<T, St> fmt::Debug for SharedSource<T, St> {
             .field("key", &i.key)
             .field("lease_ttl", &i.lease_ttl)
             .field("poll", &i.poll)
+            .field("max_wait", &i.max_wait)
             .field("min_remaining", &i.min_remaining)
             .field("store_timeout", &i.store_timeout)
             .field("degraded", &i.degraded.load(Ordering::Relaxed))
@@ -116,6 +140,7 @@ impl<T: TokenSource, St: TokenStore> SharedSource<T, St> {
             key: key.into(),
             lease_ttl: DEFAULT_LEASE_TTL,
             poll: DEFAULT_POLL_INTERVAL,
+            max_wait: DEFAULT_MAX_WAIT,
             min_remaining: DEFAULT_MIN_REMAINING,
             store_timeout: DEFAULT_STORE_TIMEOUT,
         }
@@ -152,7 +177,9 @@ impl<T: TokenSource, St: TokenStore> SharedSource<T, St> {
                     break;
                 };
                 match timed(inner.store_timeout, inner.store.get(&inner.key)).await {
-                    Ok(Some(t)) if t.remaining() > inner.min_remaining => {
+                    // Never a token this source handed out last: after the cache dropped a
+                    // rejected token it is empty, and `offer` would publish it again.
+                    Ok(Some(t)) if inner.adoptable(&t) => {
                         if cache.offer(t.clone()) {
                             inner.hand_out(t);
                         }
@@ -191,6 +218,7 @@ pub struct SharedSourceBuilder<T, St> {
     key: String,
     lease_ttl: Duration,
     poll: Duration,
+    max_wait: Duration,
     min_remaining: Duration,
     store_timeout: Duration,
 }
@@ -205,8 +233,10 @@ impl<T, St> fmt::Debug for SharedSourceBuilder<T, St> {
 }
 
 impl<T: TokenSource, St: TokenStore> SharedSourceBuilder<T, St> {
-    /// How long the lease lasts: longer than a token call takes, short enough that a holder
-    /// that died does not keep the fleet waiting long. Default: 15 seconds.
+    /// How long the lease lasts: longer than the layer's
+    /// [refresh timeout](crate::DouyinAuthLayerBuilder::refresh_timeout) (so it never ends under
+    /// a holder that still works), short enough that a holder that died does not keep the fleet
+    /// waiting long. Default: [`DEFAULT_LEASE_TTL`] (60 seconds).
     pub fn lease_ttl(mut self, ttl: Duration) -> Self {
         self.lease_ttl = ttl;
         self
@@ -216,6 +246,15 @@ impl<T: TokenSource, St: TokenStore> SharedSourceBuilder<T, St> {
     /// Default: 200 ms.
     pub fn poll_interval(mut self, interval: Duration) -> Self {
         self.poll = interval;
+        self
+    }
+
+    /// How long an instance waits for another's lease (polling the store) before it fetches on
+    /// its own: shorter than the layer's
+    /// [refresh timeout](crate::DouyinAuthLayerBuilder::refresh_timeout), or the cache gives up
+    /// first and the fallback never runs. Default: [`DEFAULT_MAX_WAIT`] (20 seconds).
+    pub fn max_wait(mut self, wait: Duration) -> Self {
+        self.max_wait = wait;
         self
     }
 
@@ -241,6 +280,7 @@ impl<T: TokenSource, St: TokenStore> SharedSourceBuilder<T, St> {
                 key: self.key,
                 lease_ttl: self.lease_ttl,
                 poll: self.poll,
+                max_wait: self.max_wait,
                 min_remaining: self.min_remaining,
                 store_timeout: self.store_timeout,
                 last: Mutex::new(None),
@@ -264,7 +304,49 @@ pub(crate) async fn timed<R>(
 /// A random duration between half and one and a half times `d`.
 pub(crate) fn jittered(d: Duration) -> Duration {
     let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-    Duration::from_nanos(nanos / 2 + fastrand::u64(0..=nanos))
+    Duration::from_nanos((nanos / 2).saturating_add(fastrand::u64(0..=nanos)))
+}
+
+/// Runs `work` while keeping `lease` on `key` alive: every third of `ttl` the lease is extended
+/// to `ttl` from then, so nobody takes it while its holder still works. Once the store says the
+/// lease is no longer the holder's, it stops (the holder's write will be rejected); a store
+/// error is logged and the next extension tried. The extensions run in the same task as `work`
+/// and stop with it.
+pub(crate) async fn while_leased<St: TokenStore, F: std::future::Future>(
+    store: &St,
+    key: &str,
+    lease: &Lease,
+    ttl: Duration,
+    timeout: Duration,
+    work: F,
+) -> F::Output {
+    let every = (ttl / 3).max(Duration::from_millis(1));
+    let keeper = async {
+        loop {
+            tokio::time::sleep(every).await;
+            match timed(timeout.min(every), store.extend(key, lease, ttl)).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!(target: "douyin_auth", key = %key, "the lease ended while its holder still worked");
+                    break;
+                }
+                Err(e) => {
+                    tracing::debug!(target: "douyin_auth", key = %key, error = %e, "extending the lease failed; trying again");
+                }
+            }
+        }
+        std::future::pending::<()>().await;
+    };
+    let mut work = std::pin::pin!(work);
+    let mut keeper = std::pin::pin!(keeper);
+    std::future::poll_fn(|cx| {
+        if let std::task::Poll::Ready(out) = work.as_mut().poll(cx) {
+            return std::task::Poll::Ready(out);
+        }
+        let _ = keeper.as_mut().poll(cx);
+        std::task::Poll::Pending
+    })
+    .await
 }
 
 /// Releases a lease when dropped before it was released (the fetch was cancelled).
@@ -360,8 +442,8 @@ impl<T: TokenSource, St: TokenStore> Inner<T, St> {
 impl<T: TokenSource, St: TokenStore> SharedSource<T, St> {
     async fn fetch_shared(&self) -> Result<Token, BoxError> {
         let inner = &self.inner;
-        // Long enough for a holder that died to lose its lease, and for us to take it.
-        let give_up = Instant::now() + inner.lease_ttl * 2 + inner.poll * 2;
+        // Before the cache's refresh timeout, so the fallback below gets to run.
+        let give_up = crate::token::deadline(Instant::now(), inner.max_wait);
         loop {
             match inner.step().await {
                 Err((op, e)) => {
@@ -424,11 +506,11 @@ impl<T: TokenSource, St: TokenStore> SharedSource<T, St> {
             Ok(false) => {
                 drop(guard);
                 tracing::warn!(target: "douyin_auth", key = %inner.key, "the lease ended before the token was written; the write was rejected");
-                // A newer token may be stored: the fleet converges on it.
+                // A newer token may be stored: the fleet converges on it. Not a token this
+                // source handed out last (it may be the one Douyin rejected, still stored when
+                // nobody else wrote since): then the token just fetched is the one to use.
                 match timed(inner.store_timeout, inner.store.get(&inner.key)).await {
-                    Ok(Some(stored)) if stored.remaining() > inner.min_remaining => {
-                        Ok(inner.hand_out(stored))
-                    }
+                    Ok(Some(stored)) if inner.adoptable(&stored) => Ok(inner.hand_out(stored)),
                     _ => Ok(inner.hand_out(token)),
                 }
             }
@@ -487,5 +569,93 @@ mod tests {
         drop((layer, shared));
         tokio::time::sleep(Duration::from_secs(91)).await;
         assert!(weak.upgrade().is_none());
+    }
+
+    /// Hands out `<name>.<n>` after `delay`.
+    #[derive(Clone)]
+    struct Slow {
+        delay: Duration,
+        n: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl TokenSource for Slow {
+        async fn fetch(&self) -> Result<Token, BoxError> {
+            tokio::time::sleep(self.delay).await;
+            let n = self.n.fetch_add(1, Ordering::SeqCst) + 1;
+            Ok(Token::new(format!("new.{n}"), Duration::from_secs(3600)))
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lost_lease_never_hands_the_rejected_token_back() {
+        let store = MemoryStore::new();
+        let source = Slow {
+            delay: Duration::from_secs(2),
+            n: Arc::default(),
+        };
+        let shared = SharedSource::builder(source, store.clone(), "k")
+            .lease_ttl(Duration::from_secs(1))
+            .build();
+        // Another instance stored X; this one adopts it.
+        let x = Token::new("clt.x", Duration::from_secs(3600));
+        store.put("k", &x).await.unwrap();
+        assert_eq!(shared.fetch().await.unwrap().secret(), "clt.x");
+
+        // Douyin rejects X: the next fetch takes the lease and fetches slowly, past the lease.
+        // Its write is rejected, and the store still holds X: X must not come back.
+        let token = shared.fetch().await.unwrap();
+        assert_eq!(token.secret(), "new.1");
+        assert_eq!(store.get("k").await.unwrap().unwrap().secret(), "clt.x");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_background_reread_never_republishes_an_invalidated_token() {
+        let store = MemoryStore::new();
+        let x = Token::new("clt.x", Duration::from_secs(3600));
+        let shared = SharedSource::new(StaticToken::from(x), store.clone(), "k");
+        let layer = DouyinAuthLayer::new(shared.clone());
+        shared
+            .reread_every(&layer, Duration::from_secs(60))
+            .unwrap();
+        let cache = Arc::clone(&layer.shared().cache);
+        let ready = Arc::clone(&cache).wait().await.unwrap();
+        assert_eq!(store.get("k").await.unwrap().unwrap().secret(), "clt.x");
+
+        // Douyin rejects X: the cache drops it. The store still holds X; the re-read must not
+        // put it back.
+        assert!(cache.invalidate(ready.generation));
+        tokio::time::sleep(Duration::from_secs(91)).await;
+        assert!(layer.cached_token().is_none());
+    }
+
+    #[test]
+    fn the_defaults_fit_the_refresh_timeout() {
+        let timeout = crate::cache::DEFAULT_REFRESH_TIMEOUT;
+        assert!(
+            DEFAULT_LEASE_TTL >= timeout * 2,
+            "the lease outlives any fetch"
+        );
+        assert!(
+            DEFAULT_MAX_WAIT + DEFAULT_POLL_INTERVAL * 2 + DEFAULT_STORE_TIMEOUT * 2 < timeout,
+            "a waiting instance falls back before the cache gives up"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_the_defaults_a_waiting_instance_falls_back_before_the_refresh_timeout() {
+        let store = MemoryStore::new();
+        // Another instance took the lease and died.
+        store
+            .try_lease("k", DEFAULT_LEASE_TTL)
+            .await
+            .unwrap()
+            .unwrap();
+        let x = Token::new("clt.own", Duration::from_secs(3600));
+        let layer = DouyinAuthLayer::new(SharedSource::new(StaticToken::from(x), store, "k"));
+        let started = Instant::now();
+        let cache = Arc::clone(&layer.shared().cache);
+        cache.wait().await.unwrap();
+        assert_eq!(layer.cached_token().unwrap().secret(), "clt.own");
+        assert!(started.elapsed() < crate::cache::DEFAULT_REFRESH_TIMEOUT);
     }
 }
