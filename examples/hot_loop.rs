@@ -135,8 +135,23 @@ fn main() {
             run(&mut svc, n);
         }
         "plain" => run(&mut inner(), n),
+        "size" => {
+            let mut svc = ours(true);
+            let fut = svc.call(bare());
+            let base = SetRequestHeaderLayer::overriding(
+                ACCESS_TOKEN_HEADER,
+                HeaderValue::from_static(TOKEN),
+            )
+            .layer(inner())
+            .call(bare());
+            println!(
+                "response future: DouyinAuth {} bytes, SetRequestHeader {} bytes",
+                std::mem::size_of_val(&fut),
+                std::mem::size_of_val(&base)
+            );
+        }
         "auth" => run(&mut ours(true), n),
         "auth_no_retry" => run(&mut ours(false), n),
-        other => panic!("unknown: {other} (base, plain, auth, auth_no_retry)"),
+        other => panic!("unknown: {other} (base, plain, auth, auth_no_retry, size)"),
     }
 }

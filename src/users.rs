@@ -49,7 +49,7 @@ use crate::cache::{CacheConfig, HeaderFormat, TokenCache};
 use crate::douyin::{HttpClient, UserTokens, DEFAULT_BASE_URL, DEFAULT_RENEW_WINDOW};
 use crate::expiry::{ClassifyExpiry, DouyinExpiry};
 use crate::layer::Shared;
-use crate::service::ResponseFuture;
+use crate::service::{Lookup, ResponseFuture};
 use crate::source::DynTokenSource;
 use crate::store::shared::{jittered, timed, LeaseGuard};
 use crate::store::{
@@ -883,7 +883,7 @@ where
         let inner = match req.extensions().get::<OpenId>() {
             Some(id) => {
                 let cache = self.slots.cache_for(&id.0);
-                ResponseFuture::start(&mut self.inner, &self.shared, Some(cache), req)
+                ResponseFuture::start(&mut self.inner, &self.shared, Lookup::User(cache), req)
             }
             None => {
                 let clone = self.inner.clone();
