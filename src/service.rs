@@ -147,7 +147,7 @@ where
         this_inner: &mut S,
         this_shared: &Arc<Shared<C>>,
         lookup: Lookup<'_>,
-        req: Request<ReqBody>,
+        mut req: Request<ReqBody>,
     ) -> Self {
         let clone = this_inner.clone();
         let mut inner = std::mem::replace(this_inner, clone);
@@ -174,8 +174,8 @@ where
             return Self::with_state(inner, shared, cache, state);
         };
         let replay = match Plan::of(&req, &shared) {
-            Plan::Once => None,
-            Plan::Replay => Some(Replay::capture(&req)),
+            Plan::Once => false,
+            Plan::Replay => true,
             Plan::Buffer => {
                 let (parts, body) = req.into_parts();
                 return ResponseFuture {
@@ -193,19 +193,22 @@ where
                 };
             }
         };
-        let mut req = req;
-        if let Err(e) = attach(&mut req, &mut ready, &shared) {
-            return Self::with_state(inner, shared, cache, State::Failed { error: Some(e) });
-        }
+        let generation = Some(ready.generation);
+        // The fields are evaluated in the order written: the copy of the head for the replay
+        // is taken before the token is attached and the request sent. (The copy is kept when
+        // attaching fails, which only `Query` placement can; the future fails at once.)
         ResponseFuture {
-            state: State::Send {
-                fut: inner.call(req),
+            replay: replay.then(|| Replay::capture(&req)),
+            state: match attach(&mut req, &mut ready, &shared) {
+                Ok(()) => State::Send {
+                    fut: inner.call(req),
+                },
+                Err(e) => State::Failed { error: Some(e) },
             },
             inner,
             shared,
             cache,
-            replay,
-            generation: Some(ready.generation),
+            generation,
             retried: false,
         }
     }
