@@ -149,8 +149,6 @@ where
         lookup: Lookup<'_>,
         mut req: Request<ReqBody>,
     ) -> Self {
-        let clone = this_inner.clone();
-        let mut inner = std::mem::replace(this_inner, clone);
         let shared = Arc::clone(this_shared);
         let (cache, handle) = match lookup {
             Lookup::Layer(handle) => (None, Some(handle)),
@@ -158,9 +156,11 @@ where
         };
         let c = cache.as_ref().unwrap_or(&shared.cache);
         // Each arm builds the whole future in one expression: the future is large, and every
-        // intermediate value of it would be one more copy per request.
+        // intermediate value of it would be one more copy per request. The inner service is
+        // cloned only for a future that may call it later (after waiting for a token, or for
+        // a retry): a request sent once is sent by the service that was polled ready.
         if let Err(e) = shared.targets.check(req.uri()) {
-            return Self::with_state(inner, shared, cache, State::Failed { error: Some(e) });
+            return Self::with_state(None, shared, cache, State::Failed { error: Some(e) });
         }
         let ready = match handle {
             Some(handle) => c.lookup_with(handle),
@@ -171,11 +171,11 @@ where
                 wait: Box::pin(Arc::clone(c).wait()),
                 request: Some(Box::new(req)),
             };
-            return Self::with_state(inner, shared, cache, state);
+            return Self::with_state(Some(take_ready(this_inner)), shared, cache, state);
         };
-        let replay = match Plan::of(&req, &shared) {
-            Plan::Once => false,
-            Plan::Replay => true,
+        let mut inner = match Plan::of(&req, &shared) {
+            Plan::Once => None,
+            Plan::Replay => Some(take_ready(this_inner)),
             Plan::Buffer => {
                 let (parts, body) = req.into_parts();
                 return ResponseFuture {
@@ -184,7 +184,7 @@ where
                         buf: BufferedBytes::default(),
                         ready: Some(ready),
                     },
-                    inner,
+                    inner: Some(take_ready(this_inner)),
                     shared,
                     cache,
                     replay: Some(Replay::from_parts(parts)),
@@ -198,10 +198,10 @@ where
         // is taken before the token is attached and the request sent. (The copy is kept when
         // attaching fails, which only `Query` placement can; the future fails at once.)
         ResponseFuture {
-            replay: replay.then(|| Replay::capture(&req)),
+            replay: inner.is_some().then(|| Replay::capture(&req)),
             state: match attach(&mut req, &mut ready, &shared) {
                 Ok(()) => State::Send {
-                    fut: inner.call(req),
+                    fut: inner.as_mut().unwrap_or(this_inner).call(req),
                 },
                 Err(e) => State::Failed { error: Some(e) },
             },
@@ -214,7 +214,7 @@ where
     }
 
     fn with_state(
-        inner: S,
+        inner: Option<S>,
         shared: Arc<Shared<C>>,
         cache: Option<Arc<TokenCache>>,
         state: State<S::Future, ReqBody, ResBody>,
@@ -231,17 +231,21 @@ where
     }
 
     /// A future that fails at once with `error`.
-    pub(crate) fn failed(inner: S, shared: &Arc<Shared<C>>, error: Error) -> Self {
-        ResponseFuture {
-            state: State::Failed { error: Some(error) },
-            inner,
-            shared: Arc::clone(shared),
-            cache: None,
-            replay: None,
-            generation: None,
-            retried: false,
-        }
+    pub(crate) fn failed(shared: &Arc<Shared<C>>, error: Error) -> Self {
+        Self::with_state(
+            None,
+            Arc::clone(shared),
+            None,
+            State::Failed { error: Some(error) },
+        )
     }
+}
+
+/// The service that was polled ready, for a future that calls it later; a clone takes its
+/// place (tower's "clone and swap").
+fn take_ready<S: Clone>(this: &mut S) -> S {
+    let clone = this.clone();
+    std::mem::replace(this, clone)
 }
 
 /// Where a request's token comes from.
@@ -358,7 +362,9 @@ pin_project! {
     {
         #[pin]
         state: State<S::Future, ReqBody, ResBody>,
-        inner: S,
+        // The service that sends the request later (after a wait for a token, or the retry);
+        // `None` for a request that was sent at once and will not be sent again.
+        inner: Option<S>,
         shared: Arc<Shared<C>>,
         // The cache of this request when it is not the layer's own (the per-user layer).
         cache: Option<Arc<TokenCache>>,
@@ -546,8 +552,12 @@ where
                         this.state.set(State::Done);
                         return Poll::Ready(Err(Error::Protocol("request already sent".into())));
                     };
+                    let Some(inner) = this.inner.as_mut() else {
+                        this.state.set(State::Done);
+                        return Poll::Ready(Err(Error::Protocol("inner service missing".into())));
+                    };
                     Begin {
-                        inner: this.inner,
+                        inner,
                         shared: &*this.shared,
                         replay: this.replay,
                         generation: this.generation,
@@ -584,7 +594,13 @@ where
                                 this.state.set(State::Done);
                                 return Poll::Ready(Err(Error::Protocol("token missing".into())));
                             };
-                            break send_first(this.inner, this.shared, this.generation, req, ready);
+                            let Some(inner) = this.inner.as_mut() else {
+                                this.state.set(State::Done);
+                                return Poll::Ready(Err(Error::Protocol(
+                                    "inner service missing".into(),
+                                )));
+                            };
+                            break send_first(inner, this.shared, this.generation, req, ready);
                         }
                     }
                 },
@@ -712,7 +728,11 @@ where
                     }
                 },
                 StateProj::RetryReady { ready } => {
-                    if let Err(e) = ready!(this.inner.poll_ready(cx)) {
+                    let Some(inner) = this.inner.as_mut() else {
+                        this.state.set(State::Done);
+                        return Poll::Ready(Err(Error::Protocol("inner service missing".into())));
+                    };
+                    if let Err(e) = ready!(inner.poll_ready(cx)) {
                         this.state.set(State::Done);
                         return Poll::Ready(Err(Error::Service(e.into())));
                     }
@@ -733,7 +753,7 @@ where
                         "retry sent"
                     );
                     State::Retry {
-                        fut: this.inner.call(req),
+                        fut: inner.call(req),
                     }
                 }
                 StateProj::Retry { fut } => {

@@ -885,11 +885,7 @@ where
                 let cache = self.slots.cache_for(&id.0);
                 ResponseFuture::start(&mut self.inner, &self.shared, Lookup::User(cache), req)
             }
-            None => {
-                let clone = self.inner.clone();
-                let inner = std::mem::replace(&mut self.inner, clone);
-                ResponseFuture::failed(inner, &self.shared, Error::MissingOpenId)
-            }
+            None => ResponseFuture::failed(&self.shared, Error::MissingOpenId),
         };
         UserResponseFuture { inner }
     }
