@@ -255,6 +255,14 @@ impl TokenCache {
                 generation: cached.generation,
             });
         }
+        self.stale_or_expired(cached, now)
+    }
+
+    /// The rest of [`usable_or_stale`](Self::usable_or_stale), out of line so that the fresh
+    /// path stays small.
+    #[cold]
+    #[inline(never)]
+    fn stale_or_expired(self: &Arc<Self>, cached: &CachedToken, now: Instant) -> Option<Ready> {
         if now < cached.usable_until {
             tracing::trace!(
                 target: "douyin_auth",
