@@ -1,10 +1,11 @@
 //! The token cache: an arc-swapped token with its prebuilt header value, single-flight refresh,
 //! stale and expiry margins, jitter and back-off.
 //!
-//! The hot path ([`TokenCache::lookup`] with a fresh token) is one `ArcSwap` load, one clock
-//! read and one `HeaderValue` clone: no lock, no allocation. Everything else (refresh,
-//! waiting, failure book-keeping) happens on the refresh path under a `std` mutex that the hot
-//! path never touches.
+//! The hot path ([`TokenCache::lookup_with`] with a fresh token) is one relaxed pointer load
+//! through the service's [`TokenHandle`] (an `ArcSwap` load when the token changed since the
+//! service last read it), one clock read and one `HeaderValue` clone: no lock, no allocation.
+//! Everything else (refresh, waiting, failure book-keeping) happens on the refresh path under
+//! a `std` mutex that the hot path never touches.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
