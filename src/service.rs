@@ -198,7 +198,11 @@ where
         // is taken before the token is attached and the request sent. (The copy is kept when
         // attaching fails, which only `Query` placement can; the future fails at once.)
         ResponseFuture {
-            replay: inner.is_some().then(|| Replay::capture(&req)),
+            replay: if inner.is_some() {
+                Some(Replay::capture(&req))
+            } else {
+                None
+            },
             state: match attach(&mut req, &mut ready, &shared) {
                 Ok(()) => State::Send {
                     fut: inner.as_mut().unwrap_or(this_inner).call(req),
@@ -269,6 +273,7 @@ struct Replay {
 
 impl Replay {
     /// A copy of the head of a request whose body is empty.
+    #[inline(always)]
     fn capture<B>(req: &Request<B>) -> Self {
         Self {
             method: req.method().clone(),
