@@ -258,5 +258,27 @@ fn json_answer_peek(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, attach_only, json_answer_peek);
+/// What the clock read of the freshness check costs: tokio's `Instant::now`, which the cache
+/// uses, goes through tokio's mockable clock when tokio's `test-util` feature is on (as it is
+/// for these benchmarks, through the dev-dependency); without it, as in a production build,
+/// it is std's `Instant::now`. Also an `Arc` clone and drop (what the response future's
+/// reference to the layer's shared state costs), uncontended.
+fn parts(c: &mut Criterion) {
+    let mut g = c.benchmark_group("parts");
+    g.bench_function("tokio_instant_now", |b| b.iter(tokio::time::Instant::now));
+    g.bench_function("std_instant_now", |b| b.iter(std::time::Instant::now));
+    let arc = std::sync::Arc::new(0u64);
+    g.bench_function("arc_clone_drop", |b| {
+        b.iter(|| drop(black_box(std::sync::Arc::clone(&arc))))
+    });
+    let mut value = HeaderValue::from_str(TOKEN).expect("header");
+    value.set_sensitive(true);
+    drop(value.clone());
+    g.bench_function("shared_header_clone_drop", |b| {
+        b.iter(|| drop(black_box(value.clone())))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, attach_only, json_answer_peek, parts);
 criterion_main!(benches);

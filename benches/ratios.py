@@ -56,6 +56,16 @@ if None not in (a, b, v):
           f"| {fmt_ns(v - b)} | **{(a - b) / (v - b):.2f}x** | differences to the baseline |")
 row("classifier alone / serde_json::Value parse (1 KiB)", "classify_1k", "douyin_expiry_peek",
     "serde_json_value")
+row("clock read: tokio's Instant::now (test-util on) / std's", "parts", "tokio_instant_now",
+    "std_instant_now", "the cache's freshness check reads it once per request")
+g = "parts"
+for bench, what in [("std_instant_now", "clock read (std)"),
+                    ("arc_clone_drop", "Arc clone + drop"),
+                    ("shared_header_clone_drop", "shared HeaderValue clone + drop")]:
+    a, b = median(g, bench), median("attach_bare", "set_request_header")
+    if None not in (a, b):
+        print(f"| {what} / bare SetRequestHeader request | {fmt_ns(a)} | {fmt_ns(b)} "
+              f"| **{a / b:.2f}x** | a part of the hot path against the whole baseline |")
 for threads in [1, 2]:
     g = f"reads_{threads}_threads"
     for base in ["mutex", "rwlock"]:

@@ -98,10 +98,31 @@ pin_project! {
     /// peeked at a small JSON answer, the frames it read followed by the rest. Either way the
     /// caller reads exactly the bytes (and trailers, and error) the server sent.
     pub struct ResponseBody<B: Body> {
-        prefix: VecDeque<Frame<B::Data>>,
-        error: Option<B::Error>,
+        // What the layer read ahead, if anything: behind a box, so that the body of every
+        // answer the layer did not read is its inner body and one pointer.
+        peeked: Option<Box<Peeked<B>>>,
         #[pin]
         rest: Option<B>,
+    }
+}
+
+/// Frames read ahead, then the error the body ended with (if any).
+struct Peeked<B: Body> {
+    prefix: VecDeque<Frame<B::Data>>,
+    error: Option<B::Error>,
+}
+
+impl<B: Body> Peeked<B> {
+    /// The next frame or error read ahead; drops what was read ahead once it is all out.
+    #[cold]
+    fn next(peeked: &mut Option<Box<Self>>) -> Option<Result<Frame<B::Data>, B::Error>> {
+        let p = peeked.as_mut()?;
+        if let Some(frame) = p.prefix.pop_front() {
+            return Some(Ok(frame));
+        }
+        let error = p.error.take();
+        *peeked = None;
+        error.map(Err)
     }
 }
 
@@ -109,8 +130,7 @@ impl<B: Body> ResponseBody<B> {
     /// The inner body, passed through untouched.
     pub(crate) fn passthrough(inner: B) -> Self {
         Self {
-            prefix: VecDeque::new(),
-            error: None,
+            peeked: None,
             rest: Some(inner),
         }
     }
@@ -122,18 +142,21 @@ impl<B: Body> ResponseBody<B> {
         error: Option<B::Error>,
         rest: Option<B>,
     ) -> Self {
-        Self {
-            prefix,
-            error,
-            rest,
-        }
+        // A body that ended with an error is never polled after it.
+        let rest = if error.is_some() { None } else { rest };
+        let peeked =
+            (!prefix.is_empty() || error.is_some()).then(|| Box::new(Peeked { prefix, error }));
+        Self { peeked, rest }
     }
 }
 
 impl<B: Body> std::fmt::Debug for ResponseBody<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ResponseBody")
-            .field("buffered_frames", &self.prefix.len())
+            .field(
+                "buffered_frames",
+                &self.peeked.as_ref().map_or(0, |p| p.prefix.len()),
+            )
             .field("rest", &self.rest.is_some())
             .finish()
     }
@@ -143,18 +166,16 @@ impl<B: Body> Body for ResponseBody<B> {
     type Data = B::Data;
     type Error = B::Error;
 
+    #[inline]
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let mut this = self.project();
-        if let Some(frame) = this.prefix.pop_front() {
-            return Poll::Ready(Some(Ok(frame)));
-        }
-        if let Some(e) = this.error.take() {
-            // The body ended with this error: never poll the inner body after it.
-            this.rest.set(None);
-            return Poll::Ready(Some(Err(e)));
+        let this = self.project();
+        if this.peeked.is_some() {
+            if let Some(next) = Peeked::next(this.peeked) {
+                return Poll::Ready(Some(next));
+            }
         }
         match this.rest.as_pin_mut() {
             Some(rest) => rest.poll_frame(cx),
@@ -163,22 +184,26 @@ impl<B: Body> Body for ResponseBody<B> {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.prefix.is_empty()
-            && self.error.is_none()
+        self.peeked
+            .as_ref()
+            .is_none_or(|p| p.prefix.is_empty() && p.error.is_none())
             && self.rest.as_ref().is_none_or(|r| r.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {
         use bytes::Buf;
-        let buffered: u64 = self
-            .prefix
-            .iter()
-            .filter_map(|f| f.data_ref().map(|d| d.remaining() as u64))
-            .sum();
         let rest = self
             .rest
             .as_ref()
             .map_or_else(|| SizeHint::with_exact(0), Body::size_hint);
+        let Some(peeked) = &self.peeked else {
+            return rest;
+        };
+        let buffered: u64 = peeked
+            .prefix
+            .iter()
+            .filter_map(|f| f.data_ref().map(|d| d.remaining() as u64))
+            .sum();
         let mut hint = SizeHint::new();
         hint.set_lower(rest.lower().saturating_add(buffered));
         if let Some(upper) = rest.upper() {

@@ -1,10 +1,11 @@
 //! The token cache: an arc-swapped token with its prebuilt header value, single-flight refresh,
 //! stale and expiry margins, jitter and back-off.
 //!
-//! The hot path ([`TokenCache::lookup`] with a fresh token) is one `ArcSwap` load, one clock
-//! read and one `HeaderValue` clone: no lock, no allocation. Everything else (refresh,
-//! waiting, failure book-keeping) happens on the refresh path under a `std` mutex that the hot
-//! path never touches.
+//! The hot path ([`TokenCache::lookup_with`] with a fresh token) is one relaxed pointer load
+//! through the service's [`TokenHandle`] (an `ArcSwap` load when the token changed since the
+//! service last read it), one clock read and one `HeaderValue` clone: no lock, no allocation.
+//! Everything else (refresh, waiting, failure book-keeping) happens on the refresh path under
+//! a `std` mutex that the hot path never touches.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -152,6 +153,33 @@ enum Joined {
     Fail(Error),
 }
 
+/// One service's handle on the cached token (`arc_swap::Cache`): it keeps a reference to the
+/// token it last read and checks with one relaxed pointer load that it is still the current
+/// one, instead of an `ArcSwap` load (two atomic read-modify-writes on a debt slot) per
+/// request. A replaced or dropped token is seen at the next request, as with a load: the
+/// handle compares with the cache's current pointer every time. Its only cost is that an idle
+/// service keeps the last token it used in memory until its next request or its drop.
+#[derive(Clone)]
+pub(crate) struct TokenHandle(arc_swap::Cache<CurrentOf, Option<Arc<CachedToken>>>);
+
+impl TokenHandle {
+    pub(crate) fn new(cache: &Arc<TokenCache>) -> Self {
+        Self(arc_swap::Cache::new(CurrentOf(Arc::clone(cache))))
+    }
+}
+
+/// The `current` slot of a cache, for [`TokenHandle`].
+#[derive(Clone)]
+pub(crate) struct CurrentOf(Arc<TokenCache>);
+
+impl std::ops::Deref for CurrentOf {
+    type Target = ArcSwapOption<CachedToken>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0.current
+    }
+}
+
 /// The cache shared by a layer, its services and all their clones.
 pub(crate) struct TokenCache {
     current: ArcSwapOption<CachedToken>,
@@ -208,7 +236,20 @@ impl TokenCache {
     #[inline]
     pub(crate) fn lookup(self: &Arc<Self>) -> Option<Ready> {
         let guard = self.current.load();
-        let cached = guard.as_ref()?;
+        self.usable_or_stale(guard.as_ref()?)
+    }
+
+    /// [`lookup`](Self::lookup) through a service's own [`TokenHandle`] on this cache: the
+    /// same answer, without the `ArcSwap` load when the token has not changed since the
+    /// handle last read it.
+    #[inline]
+    pub(crate) fn lookup_with(self: &Arc<Self>, handle: &mut TokenHandle) -> Option<Ready> {
+        debug_assert!(std::ptr::eq(handle.0.arc_swap(), &self.current));
+        self.usable_or_stale(handle.0.load().as_ref()?)
+    }
+
+    #[inline]
+    fn usable_or_stale(self: &Arc<Self>, cached: &CachedToken) -> Option<Ready> {
         let now = Instant::now();
         if now < cached.stale_at {
             return Some(Ready {
@@ -216,6 +257,14 @@ impl TokenCache {
                 generation: cached.generation,
             });
         }
+        self.stale_or_expired(cached, now)
+    }
+
+    /// The rest of [`usable_or_stale`](Self::usable_or_stale), out of line so that the fresh
+    /// path stays small.
+    #[cold]
+    #[inline(never)]
+    fn stale_or_expired(self: &Arc<Self>, cached: &CachedToken, now: Instant) -> Option<Ready> {
         if now < cached.usable_until {
             tracing::trace!(
                 target: "douyin_auth",

@@ -162,6 +162,7 @@ pub fn is_json(headers: &HeaderMap) -> bool {
 }
 
 impl ClassifyExpiry for DouyinExpiry {
+    #[inline]
     fn classify_head(&self, status: StatusCode, headers: &HeaderMap) -> HeadVerdict {
         if status == StatusCode::UNAUTHORIZED {
             HeadVerdict::Expired

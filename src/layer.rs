@@ -105,13 +105,16 @@ impl Targets {
             return Ok(());
         };
         // The common case first, without parsing the authority: HTTPS to an allowed host with
-        // no port or user info (the same answer as below, for a tenth of the work).
+        // no port or user info (the same answer as below, for a tenth of the work). Hosts are
+        // compared byte for byte before ignoring case: both are nearly always lower case, and
+        // a plain comparison is a few instructions where a case-insensitive one is a dozen
+        // per byte.
         if uri.scheme() == Some(&Scheme::HTTPS)
-            && (self.any_host
-                || self
-                    .hosts
-                    .iter()
-                    .any(|h| h.eq_ignore_ascii_case(authority.as_str())))
+            && (self.any_host || {
+                let a = authority.as_str();
+                self.hosts.iter().any(|h| **h == *a)
+                    || self.hosts.iter().any(|h| h.eq_ignore_ascii_case(a))
+            })
         {
             return Ok(());
         }

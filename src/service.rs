@@ -15,7 +15,7 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use crate::body::{contiguous, ReplayBody, ResponseBody};
-use crate::cache::{Ready, TokenCache};
+use crate::cache::{Ready, TokenCache, TokenHandle};
 use crate::expiry::{ClassifyExpiry, HeadVerdict};
 use crate::layer::{Shared, TokenPlacement};
 use crate::source::BoxFuture;
@@ -52,6 +52,8 @@ pub struct NoRetry;
 pub struct DouyinAuth<S, C = crate::expiry::DouyinExpiry> {
     inner: S,
     shared: Arc<Shared<C>>,
+    // This service's handle on the layer's cached token.
+    token: TokenHandle,
 }
 
 impl<S: Clone, C> Clone for DouyinAuth<S, C> {
@@ -59,6 +61,7 @@ impl<S: Clone, C> Clone for DouyinAuth<S, C> {
         Self {
             inner: self.inner.clone(),
             shared: Arc::clone(&self.shared),
+            token: self.token.clone(),
         }
     }
 }
@@ -74,7 +77,12 @@ impl<S: fmt::Debug, C> fmt::Debug for DouyinAuth<S, C> {
 
 impl<S, C> DouyinAuth<S, C> {
     pub(crate) fn from_shared(inner: S, shared: Arc<Shared<C>>) -> Self {
-        Self { inner, shared }
+        let token = TokenHandle::new(&shared.cache);
+        Self {
+            inner,
+            shared,
+            token,
+        }
     }
 
     /// Wraps `inner` with `layer`'s cache and options (the same as `layer.layer(inner)`).
@@ -119,7 +127,12 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        ResponseFuture::start(&mut self.inner, &self.shared, None, req)
+        ResponseFuture::start(
+            &mut self.inner,
+            &self.shared,
+            Lookup::Layer(&mut self.token),
+            req,
+        )
     }
 }
 
@@ -128,59 +141,123 @@ where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
     ReqBody: ReplayBody,
 {
-    /// Starts a request with `cache`, or with the layer's own cache when it is `None` (the
-    /// single-token layer: no extra reference count on the hot path).
+    /// Starts a request with the layer's own cache through the service's handle on it (the
+    /// single-token layer: no extra reference count on the hot path), or with a user's cache.
     pub(crate) fn start(
         this_inner: &mut S,
         this_shared: &Arc<Shared<C>>,
-        cache: Option<Arc<TokenCache>>,
-        req: Request<ReqBody>,
+        lookup: Lookup<'_>,
+        mut req: Request<ReqBody>,
     ) -> Self {
-        let clone = this_inner.clone();
-        let mut inner = std::mem::replace(this_inner, clone);
-        let mut shared = Arc::clone(this_shared);
-        let mut replay = None;
-        let mut token = None;
+        let shared = Arc::clone(this_shared);
+        let (cache, handle) = match lookup {
+            Lookup::Layer(handle) => (None, Some(handle)),
+            Lookup::User(cache) => (Some(cache), None),
+        };
         let c = cache.as_ref().unwrap_or(&shared.cache);
-        let state = if let Err(e) = shared.targets.check(req.uri()) {
-            State::Failed { error: Some(e) }
-        } else if let Some(ready) = c.lookup() {
-            Begin {
-                inner: &mut inner,
-                shared: &mut shared,
-                replay: &mut replay,
-                token: &mut token,
-            }
-            .begin(req, ready)
-        } else {
-            State::WaitToken {
+        // Each arm builds the whole future in one expression: the future is large, and every
+        // intermediate value of it would be one more copy per request. The inner service is
+        // cloned only for a future that may call it later (after waiting for a token, or for
+        // a retry): a request sent once is sent by the service that was polled ready.
+        if let Err(e) = shared.targets.check(req.uri()) {
+            return Self::with_state(None, shared, cache, State::Failed { error: Some(e) });
+        }
+        let ready = match handle {
+            Some(handle) => c.lookup_with(handle),
+            None => c.lookup(),
+        };
+        let Some(mut ready) = ready else {
+            let state = State::WaitToken {
                 wait: Box::pin(Arc::clone(c).wait()),
-                request: Some(req),
+                request: Some(Box::new(req)),
+            };
+            return Self::with_state(Some(take_ready(this_inner)), shared, cache, state);
+        };
+        let mut inner = match Plan::of(&req, &shared) {
+            Plan::Once => None,
+            Plan::Replay => Some(take_ready(this_inner)),
+            Plan::Buffer => {
+                let (parts, body) = req.into_parts();
+                return ResponseFuture {
+                    state: State::Buffer {
+                        body,
+                        buf: BufferedBytes::default(),
+                        ready: Some(ready),
+                    },
+                    inner: Some(take_ready(this_inner)),
+                    shared,
+                    cache,
+                    replay: Some(Replay::from_parts(parts)),
+                    generation: None,
+                    retried: false,
+                };
             }
         };
+        let generation = Some(ready.generation);
+        // The fields are evaluated in the order written: the copy of the head for the replay
+        // is taken before the token is attached and the request sent. (The copy is kept when
+        // attaching fails, which only `Query` placement can; the future fails at once.)
+        ResponseFuture {
+            replay: if inner.is_some() {
+                Some(Replay::capture(&req))
+            } else {
+                None
+            },
+            state: match attach(&mut req, &mut ready, &shared) {
+                Ok(()) => State::Send {
+                    fut: inner.as_mut().unwrap_or(this_inner).call(req),
+                },
+                Err(e) => State::Failed { error: Some(e) },
+            },
+            inner,
+            shared,
+            cache,
+            generation,
+            retried: false,
+        }
+    }
+
+    fn with_state(
+        inner: Option<S>,
+        shared: Arc<Shared<C>>,
+        cache: Option<Arc<TokenCache>>,
+        state: State<S::Future, ReqBody, ResBody>,
+    ) -> Self {
         ResponseFuture {
             state,
             inner,
             shared,
             cache,
-            replay,
-            token,
+            replay: None,
+            generation: None,
             retried: false,
         }
     }
 
     /// A future that fails at once with `error`.
-    pub(crate) fn failed(inner: S, shared: &Arc<Shared<C>>, error: Error) -> Self {
-        ResponseFuture {
-            state: State::Failed { error: Some(error) },
-            inner,
-            shared: Arc::clone(shared),
-            cache: None,
-            replay: None,
-            token: None,
-            retried: false,
-        }
+    pub(crate) fn failed(shared: &Arc<Shared<C>>, error: Error) -> Self {
+        Self::with_state(
+            None,
+            Arc::clone(shared),
+            None,
+            State::Failed { error: Some(error) },
+        )
     }
+}
+
+/// The service that was polled ready, for a future that calls it later; a clone takes its
+/// place (tower's "clone and swap").
+fn take_ready<S: Clone>(this: &mut S) -> S {
+    let clone = this.clone();
+    std::mem::replace(this, clone)
+}
+
+/// Where a request's token comes from.
+pub(crate) enum Lookup<'a> {
+    /// The layer's own cache, through the calling service's handle on it.
+    Layer(&'a mut TokenHandle),
+    /// A user's cache (the per-user layer).
+    User(Arc<TokenCache>),
 }
 
 /// What is kept of a request to send it a second time: everything but the token.
@@ -188,20 +265,48 @@ struct Replay {
     method: Method,
     uri: Uri,
     version: Version,
-    headers: HeaderMap,
+    // `None` for a request without headers: nothing to copy, nothing to drop.
+    headers: Option<HeaderMap>,
     extensions: Extensions,
     body: Bytes,
 }
 
 impl Replay {
-    fn capture(parts: &http::request::Parts, body: Bytes) -> Self {
+    /// A copy of the head of a request whose body is empty.
+    #[inline(always)]
+    fn capture<B>(req: &Request<B>) -> Self {
         Self {
-            method: parts.method.clone(),
-            uri: parts.uri.clone(),
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            version: req.version(),
+            headers: copy_headers(req.headers()),
+            extensions: req.extensions().clone(),
+            body: Bytes::new(),
+        }
+    }
+
+    /// The head itself, kept while the body is buffered (no copy yet).
+    fn from_parts(parts: http::request::Parts) -> Self {
+        Self {
+            method: parts.method,
+            uri: parts.uri,
             version: parts.version,
-            headers: parts.headers.clone(),
-            extensions: parts.extensions.clone(),
-            body,
+            headers: Some(parts.headers),
+            extensions: parts.extensions,
+            body: Bytes::new(),
+        }
+    }
+
+    /// A copy to keep for the replay, so that the original (whose header map has room for the
+    /// token, where a clone's has none) is sent.
+    fn duplicate(&self) -> Self {
+        Self {
+            method: self.method.clone(),
+            uri: self.uri.clone(),
+            version: self.version,
+            headers: self.headers.as_ref().and_then(copy_headers),
+            extensions: self.extensions.clone(),
+            body: self.body.clone(),
         }
     }
 
@@ -210,10 +315,19 @@ impl Replay {
         *req.method_mut() = self.method;
         *req.uri_mut() = self.uri;
         *req.version_mut() = self.version;
-        *req.headers_mut() = self.headers;
+        if let Some(headers) = self.headers {
+            *req.headers_mut() = headers;
+        }
         *req.extensions_mut() = self.extensions;
         req
     }
+}
+
+/// A copy of `headers`, or `None` when there are none (cloning an empty map's tables and
+/// dropping them costs more than the rest of an empty request's copy).
+#[inline]
+fn copy_headers(headers: &HeaderMap) -> Option<HeaderMap> {
+    (!headers.is_empty()).then(|| headers.clone())
 }
 
 pin_project! {
@@ -221,26 +335,24 @@ pin_project! {
     enum State<F, ReqBody, ResBody> {
         Start,
         Failed { error: Option<Error> },
-        // The request waits here rather than in the future, so the hot path does not carry it.
+        // The states the hot path never enters keep their large parts behind a box (a request
+        // waiting for a token, a response being peeked at), so that the future stays small:
+        // it is moved several times per request.
         WaitToken {
             wait: BoxFuture<'static, Result<Ready, Error>>,
-            request: Option<Request<ReqBody>>,
+            request: Option<Box<Request<ReqBody>>>,
         },
+        // The request's head waits in the future's `replay` meanwhile.
         Buffer {
             #[pin]
             body: ReqBody,
-            parts: Option<http::request::Parts>,
             buf: BufferedBytes,
+            ready: Option<Ready>,
         },
         Send { #[pin] fut: F },
-        Peek {
-            head: Option<http::response::Parts>,
-            body: Option<ResBody>,
-            frames: VecDeque<Frame<Bytes>>,
-            seen: usize,
-        },
+        Peek { peek: Box<Peek<ResBody>> },
         Refresh { wait: BoxFuture<'static, Result<Ready, Error>> },
-        RetryReady,
+        RetryReady { ready: Ready },
         Retry { #[pin] fut: F },
         Done,
     }
@@ -255,14 +367,25 @@ pin_project! {
     {
         #[pin]
         state: State<S::Future, ReqBody, ResBody>,
-        inner: S,
+        // The service that sends the request later (after a wait for a token, or the retry);
+        // `None` for a request that was sent at once and will not be sent again.
+        inner: Option<S>,
         shared: Arc<Shared<C>>,
         // The cache of this request when it is not the layer's own (the per-user layer).
         cache: Option<Arc<TokenCache>>,
         replay: Option<Replay>,
-        token: Option<Ready>,
+        // The generation of the token the request was sent with.
+        generation: Option<u64>,
         retried: bool,
     }
+}
+
+/// A JSON answer being read for the classifier.
+struct Peek<B> {
+    head: Option<http::response::Parts>,
+    body: Option<B>,
+    frames: VecDeque<Frame<Bytes>>,
+    seen: usize,
 }
 
 impl<S, ReqBody, ResBody, C> fmt::Debug for ResponseFuture<S, ReqBody, ResBody, C>
@@ -385,7 +508,7 @@ fn percent_encode_into(s: &str, out: &mut String) {
 fn send_first<S, ReqBody, ResBody, C>(
     inner: &mut S,
     shared: &Shared<C>,
-    token: &mut Option<Ready>,
+    generation: &mut Option<u64>,
     mut req: Request<ReqBody>,
     mut ready: Ready,
 ) -> State<S::Future, ReqBody, ResBody>
@@ -395,7 +518,7 @@ where
     if let Err(e) = attach(&mut req, &mut ready, shared) {
         return State::Failed { error: Some(e) };
     }
-    *token = Some(ready);
+    *generation = Some(ready.generation);
     State::Send {
         fut: inner.call(req),
     }
@@ -438,18 +561,22 @@ where
                         this.state.set(State::Done);
                         return Poll::Ready(Err(Error::Protocol("request already sent".into())));
                     };
+                    let Some(inner) = this.inner.as_mut() else {
+                        this.state.set(State::Done);
+                        return Poll::Ready(Err(Error::Protocol("inner service missing".into())));
+                    };
                     Begin {
-                        inner: this.inner,
-                        shared: this.shared,
+                        inner,
+                        shared: &*this.shared,
                         replay: this.replay,
-                        token: this.token,
+                        generation: this.generation,
                     }
-                    .begin(req, ready)
+                    .begin(*req, ready)
                 }
                 StateProj::Buffer {
                     mut body,
-                    parts,
                     buf,
+                    ready,
                 } => loop {
                     match ready!(body.as_mut().poll_frame(cx)) {
                         Some(Ok(frame)) => {
@@ -470,20 +597,26 @@ where
                             return Poll::Ready(Err(Error::Body(e.into())));
                         }
                         None => {
-                            let bytes = std::mem::take(buf).finish();
-                            let Some(parts) = parts.take() else {
+                            let Some(head) = this.replay.as_mut() else {
                                 this.state.set(State::Done);
                                 return Poll::Ready(Err(Error::Protocol(
                                     "request parts missing".into(),
                                 )));
                             };
-                            *this.replay = Some(Replay::capture(&parts, bytes.clone()));
-                            let req = Request::from_parts(parts, ReqBody::from_bytes(bytes));
-                            let Some(ready) = this.token.take() else {
+                            head.body = std::mem::take(buf).finish();
+                            let copy = head.duplicate();
+                            let req = std::mem::replace(head, copy).into_request::<ReqBody>();
+                            let Some(ready) = ready.take() else {
                                 this.state.set(State::Done);
                                 return Poll::Ready(Err(Error::Protocol("token missing".into())));
                             };
-                            break send_first(this.inner, this.shared, this.token, req, ready);
+                            let Some(inner) = this.inner.as_mut() else {
+                                this.state.set(State::Done);
+                                return Poll::Ready(Err(Error::Protocol(
+                                    "inner service missing".into(),
+                                )));
+                            };
+                            break send_first(inner, this.shared, this.generation, req, ready);
                         }
                     }
                 },
@@ -507,7 +640,7 @@ where
                         HeadVerdict::Expired => {
                             match on_expired(
                                 this.cache.as_ref().unwrap_or(&this.shared.cache),
-                                this.token,
+                                *this.generation,
                                 this.replay,
                                 *this.retried,
                             ) {
@@ -525,20 +658,23 @@ where
                             }
                             let (head, body) = res.into_parts();
                             State::Peek {
-                                head: Some(head),
-                                body: Some(body),
-                                frames: VecDeque::new(),
-                                seen: 0,
+                                peek: Box::new(Peek {
+                                    head: Some(head),
+                                    body: Some(body),
+                                    frames: VecDeque::new(),
+                                    seen: 0,
+                                }),
                             }
                         }
                     }
                 }
-                StateProj::Peek {
-                    head,
-                    body,
-                    frames,
-                    seen,
-                } => {
+                StateProj::Peek { peek } => {
+                    let Peek {
+                        head,
+                        body,
+                        frames,
+                        seen,
+                    } = &mut **peek;
                     let limit = this.shared.peek_limit;
                     let mut ended = false;
                     let mut error = None;
@@ -584,7 +720,7 @@ where
                     let next = if expired {
                         on_expired(
                             this.cache.as_ref().unwrap_or(&this.shared.cache),
-                            this.token,
+                            *this.generation,
                             this.replay,
                             *this.retried,
                         )
@@ -601,22 +737,22 @@ where
                     }
                 }
                 StateProj::Refresh { wait } => match ready!(wait.as_mut().poll(cx)) {
-                    Ok(ready) => {
-                        *this.token = Some(ready);
-                        State::RetryReady
-                    }
+                    Ok(ready) => State::RetryReady { ready },
                     Err(e) => {
                         this.state.set(State::Done);
                         return Poll::Ready(Err(e));
                     }
                 },
-                StateProj::RetryReady => {
-                    if let Err(e) = ready!(this.inner.poll_ready(cx)) {
+                StateProj::RetryReady { ready } => {
+                    let Some(inner) = this.inner.as_mut() else {
+                        this.state.set(State::Done);
+                        return Poll::Ready(Err(Error::Protocol("inner service missing".into())));
+                    };
+                    if let Err(e) = ready!(inner.poll_ready(cx)) {
                         this.state.set(State::Done);
                         return Poll::Ready(Err(Error::Service(e.into())));
                     }
-                    let (Some(replay), Some(ready)) = (this.replay.take(), this.token.as_mut())
-                    else {
+                    let Some(replay) = this.replay.take() else {
                         this.state.set(State::Done);
                         return Poll::Ready(Err(Error::Protocol("replay missing".into())));
                     };
@@ -625,6 +761,7 @@ where
                         this.state.set(State::Done);
                         return Poll::Ready(Err(e));
                     }
+                    *this.generation = Some(ready.generation);
                     *this.retried = true;
                     tracing::debug!(
                         target: "douyin_auth",
@@ -632,7 +769,7 @@ where
                         "retry sent"
                     );
                     State::Retry {
-                        fut: this.inner.call(req),
+                        fut: inner.call(req),
                     }
                 }
                 StateProj::Retry { fut } => {
@@ -649,12 +786,37 @@ where
     }
 }
 
-/// Borrowed fields of the future, so `begin` can run from inside `poll`.
+/// How a request with a token is sent.
+enum Plan {
+    /// Once: no retry (turned off, or the body cannot be replayed).
+    Once,
+    /// With a copy of its head kept for a replay (its body is empty).
+    Replay,
+    /// After its body is buffered for a replay.
+    Buffer,
+}
+
+impl Plan {
+    #[inline]
+    fn of<B: Body>(req: &Request<B>, shared: &Shared<impl Sized>) -> Self {
+        let retry = shared.retry && req.extensions().get::<crate::NoRetry>().is_none();
+        if !retry || !replayable(req.body(), shared.replay_limit) {
+            Plan::Once
+        } else if req.body().is_end_stream() {
+            Plan::Replay
+        } else {
+            Plan::Buffer
+        }
+    }
+}
+
+/// Borrowed fields of the future, so `begin` can run from inside `poll` (once the token
+/// came); the same steps as the hot path in `start`.
 struct Begin<'a, S, C> {
     inner: &'a mut S,
-    shared: &'a mut Arc<Shared<C>>,
+    shared: &'a Arc<Shared<C>>,
     replay: &'a mut Option<Replay>,
-    token: &'a mut Option<Ready>,
+    generation: &'a mut Option<u64>,
 }
 
 impl<S, C> Begin<'_, S, C> {
@@ -667,22 +829,20 @@ impl<S, C> Begin<'_, S, C> {
         S: Service<Request<ReqBody>>,
         ReqBody: ReplayBody,
     {
-        let retry = self.shared.retry && req.extensions().get::<crate::NoRetry>().is_none();
-        if !retry || !replayable(req.body(), self.shared.replay_limit) {
-            return send_first(self.inner, self.shared, self.token, req, ready);
+        match Plan::of(&req, self.shared) {
+            Plan::Once => {}
+            Plan::Replay => *self.replay = Some(Replay::capture(&req)),
+            Plan::Buffer => {
+                let (parts, body) = req.into_parts();
+                *self.replay = Some(Replay::from_parts(parts));
+                return State::Buffer {
+                    body,
+                    buf: BufferedBytes::default(),
+                    ready: Some(ready),
+                };
+            }
         }
-        let (parts, body) = req.into_parts();
-        if body.is_end_stream() {
-            *self.replay = Some(Replay::capture(&parts, Bytes::new()));
-            let req = Request::from_parts(parts, body);
-            return send_first(self.inner, self.shared, self.token, req, ready);
-        }
-        *self.token = Some(ready);
-        State::Buffer {
-            body,
-            parts: Some(parts),
-            buf: BufferedBytes::default(),
-        }
+        send_first(self.inner, self.shared, self.generation, req, ready)
     }
 }
 
@@ -702,11 +862,10 @@ fn too_large<B: Body>(res: &Response<B>, limit: usize) -> bool {
 /// the request can be sent again and was not yet, wait for the refresh.
 fn on_expired<F, ReqBody, ResBody>(
     cache: &Arc<TokenCache>,
-    token: &Option<Ready>,
+    generation: Option<u64>,
     replay: &Option<Replay>,
     retried: bool,
 ) -> Option<State<F, ReqBody, ResBody>> {
-    let generation = token.as_ref().map(|t| t.generation);
     if let Some(generation) = generation {
         cache.invalidate(generation);
     }

@@ -49,7 +49,7 @@ use crate::cache::{CacheConfig, HeaderFormat, TokenCache};
 use crate::douyin::{HttpClient, UserTokens, DEFAULT_BASE_URL, DEFAULT_RENEW_WINDOW};
 use crate::expiry::{ClassifyExpiry, DouyinExpiry};
 use crate::layer::Shared;
-use crate::service::ResponseFuture;
+use crate::service::{Lookup, ResponseFuture};
 use crate::source::DynTokenSource;
 use crate::store::shared::{jittered, timed, while_leased, LeaseGuard};
 use crate::store::{
@@ -1091,13 +1091,9 @@ where
         let inner = match req.extensions().get::<OpenId>() {
             Some(id) => {
                 let cache = self.slots.cache_for(&id.0);
-                ResponseFuture::start(&mut self.inner, &self.shared, Some(cache), req)
+                ResponseFuture::start(&mut self.inner, &self.shared, Lookup::User(cache), req)
             }
-            None => {
-                let clone = self.inner.clone();
-                let inner = std::mem::replace(&mut self.inner, clone);
-                ResponseFuture::failed(inner, &self.shared, Error::MissingOpenId)
-            }
+            None => ResponseFuture::failed(&self.shared, Error::MissingOpenId),
         };
         UserResponseFuture { inner }
     }

@@ -1,0 +1,157 @@
+//! A driver for instruction counts of the hot path (not a usage example): N requests with a
+//! fresh cached token through `DouyinAuth`, or through tower-http's `SetRequestHeader`, over a
+//! `service_fn` that answers a non-JSON response at once, as in `benches/hot_path.rs`.
+//!
+//! ```sh
+//! cargo build --release --example hot_loop
+//! for which in base auth auth_no_retry; do
+//!   for n in 10000 20000; do
+//!     valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.$which.$n \
+//!       target/release/examples/hot_loop $which $n 2>&1 | grep 'refs'
+//!   done
+//! done
+//! ```
+//!
+//! Instructions per request = (refs at 20,000 − refs at 10,000) / 10,000: the set-up cancels.
+
+use std::convert::Infallible;
+use std::future::{ready, Ready};
+use std::hint::black_box;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use douyin_auth::{DouyinAuthLayer, StaticToken, ACCESS_TOKEN_HEADER};
+use futures_util::task::noop_waker_ref;
+use futures_util::FutureExt;
+use http::header::HeaderValue;
+use http::{Request, Response};
+use http_body::Body;
+use http_body_util::Full;
+use tower::{Layer, Service, ServiceExt};
+use tower_http::set_header::SetRequestHeaderLayer;
+
+type Req = Request<Full<Bytes>>;
+type Res = Response<Full<Bytes>>;
+
+const TOKEN: &str = "clt.0123456789abcdef0123456789abcdef0123456789abcdef";
+
+fn inner(
+) -> impl Service<Req, Response = Res, Error = Infallible, Future = Ready<Result<Res, Infallible>>> + Clone
+{
+    tower::service_fn(|_req: Req| ready(Ok(Response::new(Full::new(Bytes::from_static(b"ok"))))))
+}
+
+fn bare() -> Req {
+    Request::get(http::Uri::from_static("https://open.douyin.com/api/x/"))
+        .body(Full::default())
+        .expect("request")
+}
+
+fn drain<B: Body<Data = Bytes> + Unpin>(mut body: B) -> usize {
+    let mut cx = Context::from_waker(noop_waker_ref());
+    let mut n = 0;
+    loop {
+        match std::pin::Pin::new(&mut body).poll_frame(&mut cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(d) = frame.data_ref() {
+                    n += black_box(d).len();
+                }
+            }
+            Poll::Ready(None) => return n,
+            Poll::Ready(Some(Err(_))) | Poll::Pending => panic!("body not ready"),
+        }
+    }
+}
+
+/// One request: ready, call, answer, body read to the end (the same as the bench).
+#[inline(never)]
+fn one<S, B>(svc: &mut S, req: Req) -> Response<()>
+where
+    S: Service<Req, Response = Response<B>>,
+    S::Error: std::fmt::Debug,
+    B: Body<Data = Bytes> + Unpin,
+{
+    let mut cx = Context::from_waker(noop_waker_ref());
+    match svc.poll_ready(&mut cx) {
+        Poll::Ready(Ok(())) => {}
+        _ => panic!("not ready"),
+    }
+    let res = svc
+        .call(req)
+        .now_or_never()
+        .expect("answered at once")
+        .expect("answered");
+    let (head, body) = res.into_parts();
+    black_box(drain(body));
+    Response::from_parts(head, ())
+}
+
+fn run<S, B>(svc: &mut S, n: usize)
+where
+    S: Service<Req, Response = Response<B>>,
+    S::Error: std::fmt::Debug,
+    B: Body<Data = Bytes> + Unpin,
+{
+    for _ in 0..n {
+        let req = bare();
+        black_box(one(svc, req));
+    }
+}
+
+fn ours(
+    retry: bool,
+) -> douyin_auth::DouyinAuth<
+    impl Service<Req, Response = Res, Error = Infallible, Future = Ready<Result<Res, Infallible>>>
+        + Clone,
+> {
+    let layer = DouyinAuthLayer::builder(StaticToken::new(TOKEN))
+        .retry_on_expiry(retry)
+        .build();
+    let mut svc = layer.layer(inner());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let res = svc.ready().await.expect("ready").call(bare()).await;
+        assert!(res.is_ok(), "warm-up request failed");
+    });
+    svc
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let which = args.next().unwrap_or_else(|| "auth".into());
+    let n: usize = args
+        .next()
+        .map(|s| s.parse().expect("a count"))
+        .unwrap_or(10_000);
+    match which.as_str() {
+        "base" => {
+            let mut value = HeaderValue::from_static(TOKEN);
+            value.set_sensitive(true);
+            let mut svc =
+                SetRequestHeaderLayer::overriding(ACCESS_TOKEN_HEADER, value).layer(inner());
+            run(&mut svc, n);
+        }
+        "plain" => run(&mut inner(), n),
+        "size" => {
+            let mut svc = ours(true);
+            let fut = svc.call(bare());
+            let base = SetRequestHeaderLayer::overriding(
+                ACCESS_TOKEN_HEADER,
+                HeaderValue::from_static(TOKEN),
+            )
+            .layer(inner())
+            .call(bare());
+            println!(
+                "response future: DouyinAuth {} bytes, SetRequestHeader {} bytes",
+                std::mem::size_of_val(&fut),
+                std::mem::size_of_val(&base)
+            );
+        }
+        "auth" => run(&mut ours(true), n),
+        "auth_no_retry" => run(&mut ours(false), n),
+        other => panic!("unknown: {other} (base, plain, auth, auth_no_retry, size)"),
+    }
+}
