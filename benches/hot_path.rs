@@ -29,10 +29,9 @@ use http_body_util::Full;
 use tower::{Layer, Service, ServiceExt};
 use tower_http::set_header::SetRequestHeaderLayer;
 
-type Req = Request<Full<Bytes>>;
-type Res = Response<Full<Bytes>>;
-
-const TOKEN: &str = "clt.0123456789abcdef0123456789abcdef0123456789abcdef";
+#[path = "support/driver.rs"]
+mod driver;
+use driver::{bare, one, Req, Res, TOKEN};
 
 /// A Douyin success answer of about 1 KiB (`data.error_code: 0`, `extra` after `data`).
 fn douyin_json_1k() -> Bytes {
@@ -81,13 +80,8 @@ fn json_answer() -> Res {
     res
 }
 
-/// The request shapes, built fresh for each iteration (outside the timing).
-fn bare() -> Req {
-    Request::get(http::Uri::from_static("https://open.douyin.com/api/x/"))
-        .body(Full::default())
-        .expect("request")
-}
-
+/// The request shapes, built fresh for each iteration (outside the timing): `bare` (from the
+/// driver), and these.
 fn with_headers() -> Req {
     let uri = String::from("https://open.douyin.com/api/douyin/v1/user/fans_data/?open_id=o1");
     Request::get(uri)
@@ -109,46 +103,6 @@ fn json_body() -> Req {
             br#"{"open_id":"o1","date_type":7,"count":10}"#,
         )))
         .expect("request")
-}
-
-/// Reads a body to its end without a runtime.
-fn drain<B: Body<Data = Bytes> + Unpin>(mut body: B) -> usize {
-    let mut cx = Context::from_waker(noop_waker_ref());
-    let mut n = 0;
-    loop {
-        match std::pin::Pin::new(&mut body).poll_frame(&mut cx) {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(d) = frame.data_ref() {
-                    n += black_box(d).len();
-                }
-            }
-            Poll::Ready(None) => return n,
-            Poll::Ready(Some(Err(_))) | Poll::Pending => panic!("body not ready"),
-        }
-    }
-}
-
-/// One request: ready, call, answer, body read to the end.
-#[inline(always)]
-fn one<S, B>(svc: &mut S, req: Req) -> Response<()>
-where
-    S: Service<Req, Response = Response<B>>,
-    S::Error: std::fmt::Debug,
-    B: Body<Data = Bytes> + Unpin,
-{
-    let mut cx = Context::from_waker(noop_waker_ref());
-    match svc.poll_ready(&mut cx) {
-        Poll::Ready(Ok(())) => {}
-        _ => panic!("not ready"),
-    }
-    let res = svc
-        .call(req)
-        .now_or_never()
-        .expect("answered at once")
-        .expect("answered");
-    let (head, body) = res.into_parts();
-    black_box(drain(body));
-    Response::from_parts(head, ())
 }
 
 fn bench_one<S, B>(g: &mut BenchmarkGroup<'_, WallTime>, name: &str, svc: &mut S, make: fn() -> Req)

@@ -17,23 +17,19 @@
 use std::convert::Infallible;
 use std::future::{ready, Ready};
 use std::hint::black_box;
-use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use douyin_auth::{DouyinAuthLayer, StaticToken, ACCESS_TOKEN_HEADER};
-use futures_util::task::noop_waker_ref;
-use futures_util::FutureExt;
 use http::header::HeaderValue;
-use http::{Request, Response};
+use http::Response;
 use http_body::Body;
 use http_body_util::Full;
 use tower::{Layer, Service, ServiceExt};
 use tower_http::set_header::SetRequestHeaderLayer;
 
-type Req = Request<Full<Bytes>>;
-type Res = Response<Full<Bytes>>;
-
-const TOKEN: &str = "clt.0123456789abcdef0123456789abcdef0123456789abcdef";
+#[path = "../benches/support/driver.rs"]
+mod driver;
+use driver::{bare, Req, Res, TOKEN};
 
 fn inner(
 ) -> impl Service<Req, Response = Res, Error = Infallible, Future = Ready<Result<Res, Infallible>>> + Clone
@@ -41,29 +37,7 @@ fn inner(
     tower::service_fn(|_req: Req| ready(Ok(Response::new(Full::new(Bytes::from_static(b"ok"))))))
 }
 
-fn bare() -> Req {
-    Request::get(http::Uri::from_static("https://open.douyin.com/api/x/"))
-        .body(Full::default())
-        .expect("request")
-}
-
-fn drain<B: Body<Data = Bytes> + Unpin>(mut body: B) -> usize {
-    let mut cx = Context::from_waker(noop_waker_ref());
-    let mut n = 0;
-    loop {
-        match std::pin::Pin::new(&mut body).poll_frame(&mut cx) {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(d) = frame.data_ref() {
-                    n += black_box(d).len();
-                }
-            }
-            Poll::Ready(None) => return n,
-            Poll::Ready(Some(Err(_))) | Poll::Pending => panic!("body not ready"),
-        }
-    }
-}
-
-/// One request: ready, call, answer, body read to the end (the same as the bench).
+/// One request, kept out of line so the loop stays the same whatever the service.
 #[inline(never)]
 fn one<S, B>(svc: &mut S, req: Req) -> Response<()>
 where
@@ -71,19 +45,7 @@ where
     S::Error: std::fmt::Debug,
     B: Body<Data = Bytes> + Unpin,
 {
-    let mut cx = Context::from_waker(noop_waker_ref());
-    match svc.poll_ready(&mut cx) {
-        Poll::Ready(Ok(())) => {}
-        _ => panic!("not ready"),
-    }
-    let res = svc
-        .call(req)
-        .now_or_never()
-        .expect("answered at once")
-        .expect("answered");
-    let (head, body) = res.into_parts();
-    black_box(drain(body));
-    Response::from_parts(head, ())
+    driver::one(svc, req)
 }
 
 fn run<S, B>(svc: &mut S, n: usize)

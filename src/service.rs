@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::header::CONTENT_LENGTH;
 use http::{Extensions, HeaderMap, Method, Request, Response, Uri, Version};
 use http_body::{Body, Frame};
@@ -401,48 +401,43 @@ where
 
 /// Request body bytes collected for replay; one frame is kept as it is, never copied.
 #[derive(Default)]
-struct BufferedBytes {
-    first: Option<Bytes>,
-    more: Option<BytesMut>,
+enum BufferedBytes {
+    #[default]
+    Empty,
+    One(Bytes),
+    Many(BytesMut),
 }
 
 impl BufferedBytes {
     fn push(&mut self, mut data: impl Buf) {
-        let len = data.remaining();
-        match (&mut self.first, &mut self.more) {
-            (None, None) => self.first = Some(data.copy_to_bytes(len)),
-            (Some(first), None) => {
-                let mut m = BytesMut::with_capacity(first.len() + len);
-                m.extend_from_slice(first);
-                while data.has_remaining() {
-                    let chunk = data.chunk();
-                    let n = chunk.len();
-                    m.extend_from_slice(chunk);
-                    data.advance(n);
-                }
-                self.first = None;
-                self.more = Some(m);
+        *self = match std::mem::take(self) {
+            Self::Empty => Self::One(data.copy_to_bytes(data.remaining())),
+            Self::One(first) => {
+                let mut m = BytesMut::with_capacity(first.len() + data.remaining());
+                m.extend_from_slice(&first);
+                m.put(data);
+                Self::Many(m)
             }
-            (_, Some(m)) => {
-                while data.has_remaining() {
-                    let chunk = data.chunk();
-                    let n = chunk.len();
-                    m.extend_from_slice(chunk);
-                    data.advance(n);
-                }
+            Self::Many(mut m) => {
+                m.put(data);
+                Self::Many(m)
             }
-        }
+        };
     }
 
     fn len(&self) -> usize {
-        self.first.as_ref().map_or(0, Bytes::len) + self.more.as_ref().map_or(0, BytesMut::len)
+        match self {
+            Self::Empty => 0,
+            Self::One(b) => b.len(),
+            Self::Many(m) => m.len(),
+        }
     }
 
     fn finish(self) -> Bytes {
-        match (self.first, self.more) {
-            (_, Some(m)) => m.freeze(),
-            (Some(b), None) => b,
-            (None, None) => Bytes::new(),
+        match self {
+            Self::Empty => Bytes::new(),
+            Self::One(b) => b,
+            Self::Many(m) => m.freeze(),
         }
     }
 }

@@ -57,7 +57,6 @@ async fn attaches_header_and_passes_bodies_untouched() {
 
 #[tokio::test(start_paused = true)]
 async fn bearer_and_query_placements() {
-    let rec = Recorder::new();
     let seen = Arc::new(std::sync::Mutex::new(Vec::<Request<()>>::new()));
     let s2 = seen.clone();
     let inner = tower::service_fn(move |r: Req| {
@@ -65,7 +64,6 @@ async fn bearer_and_query_placements() {
         s2.lock().unwrap().push(Request::from_parts(parts, ()));
         async { Ok::<_, Infallible>(text("ok")) }
     });
-    drop(rec);
     let bearer = DouyinAuthLayer::builder(StaticToken::new("clt.b"))
         .placement(TokenPlacement::Bearer)
         .build()
