@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::douyin::codes::CodeKind;
-use crate::BoxError;
+
+/// A boxed error, as token sources and inner services return them.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// An error shared by every request that waited for the same failed refresh.
 ///

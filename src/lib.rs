@@ -227,40 +227,37 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod auth;
 mod body;
 mod cache;
 pub mod douyin;
 mod error;
 pub mod expiry;
-mod layer;
 #[cfg(feature = "reqwest-middleware")]
 mod middleware;
 #[cfg(feature = "mock")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mock")))]
 pub mod mock;
-mod service;
+mod net;
 mod source;
 pub mod store;
+mod sync;
 mod token;
 pub mod users;
 
-pub use body::{ReplayBody, ResponseBody};
-pub use error::{DouyinError, Error, SharedError};
-pub use layer::{
-    DouyinAuthLayer, DouyinAuthLayerBuilder, TokenPlacement, ACCESS_TOKEN_HEADER, DEFAULT_HOSTS,
-    DEFAULT_PEEK_LIMIT, DEFAULT_REPLAY_LIMIT,
+pub use auth::{
+    DouyinAuth, DouyinAuthLayer, DouyinAuthLayerBuilder, NoRetry, TokenPlacement,
+    ACCESS_TOKEN_HEADER, DEFAULT_HOSTS, DEFAULT_PEEK_LIMIT, DEFAULT_REPLAY_LIMIT,
 };
+pub use body::{ReplayBody, ResponseBody};
+pub use error::{BoxError, DouyinError, Error, SharedError};
 #[cfg(feature = "reqwest-middleware")]
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest-middleware")))]
 pub use middleware::DouyinAuthMiddleware;
-pub use service::{DouyinAuth, NoRetry};
 
 /// The response future of [`DouyinAuth`].
 pub mod future {
-    pub use crate::service::ResponseFuture;
+    pub use crate::auth::ResponseFuture;
 }
 pub use source::{source_fn, FnSource, StaticToken, TokenSource};
 pub use token::Token;
-
-/// A boxed error, as token sources and inner services return them.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -11,11 +11,14 @@ use http_body_util::BodyExt;
 use reqwest::{Request, Response, ResponseBuilderExt};
 use reqwest_middleware::{Middleware, Next};
 
+use crate::auth::options::Shared;
+use crate::auth::placement::TokenPlacement;
+use crate::auth::{DouyinAuthLayer, NoRetry};
 use crate::body::{contiguous, ResponseBody};
 use crate::cache::Ready;
+use crate::error::Error;
 use crate::expiry::{ClassifyExpiry, DouyinExpiry, HeadVerdict};
-use crate::layer::{Shared, TokenPlacement};
-use crate::{DouyinAuthLayer, Error, NoRetry, TokenSource};
+use crate::source::TokenSource;
 
 /// A [`reqwest_middleware::Middleware`] that attaches a Douyin token to every request, keeps
 /// it fresh and, when the answer says the token expired, refreshes it and sends the request

@@ -5,7 +5,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use crate::{BoxError, Token};
+use crate::error::BoxError;
+
+use crate::token::Token;
 
 /// Fetches a new token. The cache calls it, one call at a time per cache, when its token is
 /// missing, stale or reported expired.

@@ -5,8 +5,10 @@ use std::fmt;
 use serde::Serialize;
 
 use super::http::{normalise_base_url, post_token, HttpClient, Payload, DEFAULT_BASE_URL};
+use crate::error::{BoxError, Error};
+use crate::source::TokenSource;
 use crate::token::Secret;
-use crate::{BoxError, Error, Token, TokenSource};
+use crate::token::Token;
 
 /// Which endpoint [`ClientCredentials`] asks for the client token.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]

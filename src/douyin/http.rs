@@ -11,7 +11,7 @@ use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use tower::{Service, ServiceExt};
 
 use super::wire::{parse_token_response, TokenResponse};
-use crate::{BoxError, Error};
+use crate::error::{BoxError, Error};
 
 /// The largest token answer the crate reads, in bytes. Token answers are well under 1 KiB.
 pub const MAX_RESPONSE_BYTES: usize = 64 * 1024;
@@ -90,7 +90,7 @@ fn check_secure(uri: &http::Uri) -> Result<(), Error> {
     let host = uri.host().unwrap_or("");
     let ok = match uri.scheme_str() {
         Some("https") => !host.is_empty(),
-        Some("http") => crate::layer::is_loopback(host),
+        Some("http") => crate::net::is_loopback(host),
         _ => false,
     };
     if ok {
@@ -173,7 +173,7 @@ mod https {
     use hyper_util::rt::TokioExecutor;
     use tower::Service;
 
-    use crate::BoxError;
+    use crate::error::BoxError;
 
     type Inner = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 

@@ -8,8 +8,9 @@ use subtle::ConstantTimeEq;
 use super::http::{normalise_base_url, post_token, HttpClient, Payload, DEFAULT_BASE_URL};
 use super::user_tokens::UserTokens;
 use super::wire::missing;
+use crate::error::Error;
 use crate::token::Secret;
-use crate::{Error, Token};
+use crate::token::Token;
 
 const CONNECT_PATH: &str = "/platform/oauth/connect/";
 const ACCESS_TOKEN_PATH: &str = "/oauth/access_token/";

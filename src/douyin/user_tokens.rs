@@ -13,9 +13,11 @@ use tokio::time::Instant;
 use super::codes::CodeKind;
 use super::http::{normalise_base_url, post_token, HttpClient, Payload, DEFAULT_BASE_URL};
 use super::wire::{missing, TokenResponse};
+use crate::error::{BoxError, DouyinError, Error};
 use crate::source::BoxFuture;
+use crate::source::TokenSource;
 use crate::token::Secret;
-use crate::{BoxError, DouyinError, Error, Token, TokenSource};
+use crate::token::Token;
 
 /// The default renewal window: 15 days, one user access-token lifetime.
 ///

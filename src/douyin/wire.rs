@@ -8,8 +8,8 @@ use std::time::Duration;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
+use crate::error::{DouyinError, Error};
 use crate::token::Secret;
-use crate::{DouyinError, Error};
 
 /// A successful answer of a Douyin token endpoint (`/oauth/client_token/`,
 /// `/oauth/stable_client_token/`, `/oauth/access_token/`, `/oauth/refresh_token/`,

@@ -12,8 +12,9 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use serde_json::{json, Map, Value};
 
+use super::ids::log_id;
 use super::state::{AuthOutcome, Caller, Endpoint, State, TokenError, PARAMETER_ERROR};
-use super::TokenFailure;
+use super::types::TokenFailure;
 
 /// The largest request body the mock reads.
 const BODY_LIMIT: usize = 1 << 20;
@@ -407,14 +408,6 @@ fn json_response(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
         HeaderValue::from_static("application/json; charset=utf-8"),
     );
     resp
-}
-
-/// A Douyin-looking log id: 34 upper-case hex digits.
-pub(crate) fn log_id() -> String {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    std::iter::repeat_with(|| char::from(HEX[fastrand::usize(..16)]))
-        .take(34)
-        .collect()
 }
 
 /// Wall-clock milliseconds, as Douyin's `extra.now`.

@@ -8,7 +8,9 @@ use std::time::Duration;
 use serde_json::{json, Map, Value};
 use tokio::time::Instant;
 
-use super::{Counters, TokenFailure, UserGrant};
+use super::config::Config;
+use super::ids::{log_id, random_token};
+use super::types::{Counters, TokenFailure, UserGrant};
 
 /// Douyin's "parameter error" code, as its token endpoints send it.
 pub(crate) const PARAMETER_ERROR: i64 = 2_100_005;
@@ -22,21 +24,6 @@ pub(crate) const CODE_EXPIRED: i64 = 10_007;
 pub(crate) const REFRESH_EXPIRED: i64 = 10_010;
 /// Renewal limit used up (and, on the client-token endpoint, rate limited).
 pub(crate) const RENEW_LIMIT: i64 = 10_020;
-
-/// The mock's configuration, fixed at start.
-#[derive(Clone)]
-pub(crate) struct Config {
-    pub(crate) client_key: String,
-    pub(crate) client_secret: String,
-    pub(crate) client_token_lifetime: Duration,
-    pub(crate) access_token_lifetime: Duration,
-    pub(crate) refresh_token_lifetime: Duration,
-    pub(crate) code_lifetime: Duration,
-    pub(crate) max_renewals: u32,
-    /// At most this many `/oauth/client_token/` calls per `rate_window` (then 10020).
-    pub(crate) rate_limit: usize,
-    pub(crate) rate_window: Duration,
-}
 
 /// A token endpoint's error answer: code and description.
 #[derive(Debug)]
@@ -137,14 +124,6 @@ struct Inner {
 pub(crate) struct State {
     pub(crate) config: Config,
     inner: Mutex<Inner>,
-}
-
-/// A fresh random token with `prefix` (`clt.`, `act.`, `rft.` or `code.`).
-fn random_token(prefix: &str) -> String {
-    let mut s = String::with_capacity(prefix.len() + 40);
-    s.push_str(prefix);
-    s.extend(std::iter::repeat_with(fastrand::alphanumeric).take(40));
-    s
 }
 
 /// Which counter a token endpoint call bumps.
@@ -648,7 +627,7 @@ fn user_token_data(grant: &Grant, now: Instant) -> Map<String, Value> {
         "refresh_token": grant.refresh.token,
         "refresh_expires_in": grant.refresh.remaining_secs(now),
         "scope": grant.scopes.join(","),
-        "log_id": super::handlers::log_id(),
+        "log_id": log_id(),
         "captcha": "",
         "desc_url": "",
     }))

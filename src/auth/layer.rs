@@ -1,167 +1,19 @@
 //! [`DouyinAuthLayer`] and its builder.
 
-use std::borrow::Cow;
 use std::fmt;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::header::{HeaderName, AUTHORIZATION};
-use http::uri::Scheme;
-use http::Uri;
 use tower_layer::Layer;
 
+use super::options::{Shared, DEFAULT_PEEK_LIMIT, DEFAULT_REPLAY_LIMIT};
+use super::placement::TokenPlacement;
+use super::service::DouyinAuth;
+use super::targets::Targets;
 use crate::cache::{CacheConfig, HeaderFormat, TokenCache};
 use crate::expiry::{ClassifyExpiry, DouyinExpiry};
-use crate::service::DouyinAuth;
-use crate::{Error, Token, TokenSource};
-
-/// The header Douyin reads the token from.
-pub const ACCESS_TOKEN_HEADER: HeaderName = HeaderName::from_static("access-token");
-
-/// The hosts a token is sent to by default: Douyin's OpenAPI host and the same OAuth API on
-/// Toutiao and Xigua. Loopback hosts are always allowed (local proxies, the mock server).
-pub const DEFAULT_HOSTS: &[&str] = &[
-    "open.douyin.com",
-    "open.snssdk.com",
-    "open-api.ixigua.com",
-    "developer.toutiao.com",
-];
-
-/// Default size up to which a request body is buffered so it can be replayed: 64 KiB.
-pub const DEFAULT_REPLAY_LIMIT: usize = 64 * 1024;
-
-/// Default size up to which a JSON response body is read to look for an expiry code: 64 KiB.
-pub const DEFAULT_PEEK_LIMIT: usize = 64 * 1024;
-
-/// Where the token goes on each request.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum TokenPlacement {
-    /// In a header, as it is. The default is `access-token`, which Douyin's OpenAPI reads.
-    Header(HeaderName),
-    /// In `Authorization: Bearer <token>`.
-    Bearer,
-    /// In a query parameter (older Douyin APIs take `access_token`), percent-encoded.
-    Query(Cow<'static, str>),
-}
-
-impl Default for TokenPlacement {
-    fn default() -> Self {
-        TokenPlacement::Header(ACCESS_TOKEN_HEADER)
-    }
-}
-
-impl TokenPlacement {
-    fn header_format(&self) -> HeaderFormat {
-        match self {
-            TokenPlacement::Bearer => HeaderFormat::Bearer,
-            TokenPlacement::Header(_) | TokenPlacement::Query(_) => HeaderFormat::Raw,
-        }
-    }
-
-    pub(crate) fn header_name(&self) -> Option<HeaderName> {
-        match self {
-            TokenPlacement::Header(name) => Some(name.clone()),
-            TokenPlacement::Bearer => Some(AUTHORIZATION),
-            TokenPlacement::Query(_) => None,
-        }
-    }
-}
-
-/// Which requests may carry a token: the configured hosts over HTTPS, loopback hosts over
-/// HTTP too, and requests with no host at all (the inner service decides where they go, as a
-/// tonic `Channel` does).
-#[derive(Clone, Debug)]
-pub(crate) struct Targets {
-    any_host: bool,
-    hosts: Vec<Box<str>>,
-    allow_http: bool,
-}
-
-impl Default for Targets {
-    fn default() -> Self {
-        Self {
-            any_host: false,
-            hosts: DEFAULT_HOSTS.iter().map(|h| Box::from(*h)).collect(),
-            allow_http: false,
-        }
-    }
-}
-
-pub(crate) fn is_loopback(host: &str) -> bool {
-    let bare = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    bare.eq_ignore_ascii_case("localhost")
-        || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
-impl Targets {
-    #[inline]
-    pub(crate) fn check(&self, uri: &Uri) -> Result<(), Error> {
-        let Some(authority) = uri.authority() else {
-            return Ok(());
-        };
-        // The common case first, without parsing the authority: HTTPS to an allowed host with
-        // no port or user info (the same answer as below, for a tenth of the work). Hosts are
-        // compared byte for byte before ignoring case: both are nearly always lower case, and
-        // a plain comparison is a few instructions where a case-insensitive one is a dozen
-        // per byte.
-        if uri.scheme() == Some(&Scheme::HTTPS)
-            && (self.any_host || {
-                let a = authority.as_str();
-                self.hosts.iter().any(|h| **h == *a)
-                    || self.hosts.iter().any(|h| h.eq_ignore_ascii_case(a))
-            })
-        {
-            return Ok(());
-        }
-        let host = authority.host();
-        let host_ok = self.any_host
-            || self.hosts.iter().any(|h| h.eq_ignore_ascii_case(host))
-            || is_loopback(host);
-        let scheme_ok = match uri.scheme_str() {
-            None | Some("https") => true,
-            Some("http") => self.allow_http || is_loopback(host),
-            Some(_) => false,
-        };
-        if host_ok && scheme_ok {
-            Ok(())
-        } else {
-            Err(Error::DisallowedTarget {
-                target: format!("{}://{}", uri.scheme_str().unwrap_or(""), host),
-            })
-        }
-    }
-}
-
-/// Everything the services of one layer share: the cache and the configuration.
-pub(crate) struct Shared<C> {
-    pub(crate) cache: Arc<TokenCache>,
-    pub(crate) placement: TokenPlacement,
-    pub(crate) header_name: Option<HeaderName>,
-    pub(crate) classifier: C,
-    pub(crate) peek_limit: usize,
-    pub(crate) replay_limit: usize,
-    pub(crate) retry: bool,
-    pub(crate) targets: Targets,
-}
-
-impl<C> fmt::Debug for Shared<C> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Shared")
-            .field("cache", &self.cache)
-            .field("placement", &self.placement)
-            .field("classifier", &std::any::type_name::<C>())
-            .field("peek_limit", &self.peek_limit)
-            .field("replay_limit", &self.replay_limit)
-            .field("retry", &self.retry)
-            .field("targets", &self.targets)
-            .finish()
-    }
-}
+use crate::source::{DynTokenSource, TokenSource};
+use crate::token::Token;
 
 /// A tower [`Layer`] that attaches a Douyin token to every request, keeps the token fresh,
 /// and, when Douyin answers that the token expired, refreshes it and sends the request once
@@ -243,6 +95,13 @@ impl<C> DouyinAuthLayer<C> {
     }
 }
 
+impl<S, C> DouyinAuth<S, C> {
+    /// Wraps `inner` with `layer`'s cache and options (the same as `layer.layer(inner)`).
+    pub fn new(inner: S, layer: &DouyinAuthLayer<C>) -> Self {
+        Self::from_shared(inner, Arc::clone(&layer.shared))
+    }
+}
+
 impl<S, C> Layer<S> for DouyinAuthLayer<C> {
     type Service = DouyinAuth<S, C>;
 
@@ -270,7 +129,7 @@ impl<S, C> Layer<S> for DouyinAuthLayer<C> {
 /// ```
 #[must_use]
 pub struct DouyinAuthLayerBuilder<C = DouyinExpiry> {
-    source: Box<dyn crate::source::DynTokenSource>,
+    source: Box<dyn DynTokenSource>,
     config: CacheConfig,
     placement: TokenPlacement,
     classifier: C,
@@ -428,33 +287,5 @@ impl<C> DouyinAuthLayerBuilder<C> {
                 targets: self.targets,
             }),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn targets() {
-        let t = Targets::default();
-        let ok = |u: &str| t.check(&u.parse().unwrap()).is_ok();
-        assert!(ok("/oauth/x"));
-        assert!(ok("https://open.douyin.com/x"));
-        assert!(ok("https://OPEN.douyin.com/x"));
-        assert!(ok("http://127.0.0.1:8080/x"));
-        assert!(ok("http://[::1]:8080/x"));
-        assert!(ok("http://localhost/x"));
-        assert!(!ok("http://open.douyin.com/x"));
-        assert!(!ok("https://evil.example/x"));
-        assert!(!ok("https://open.douyin.com.evil.example/x"));
-        let err = t
-            .check(
-                &"https://evil.example/x?access_token=secret"
-                    .parse()
-                    .unwrap(),
-            )
-            .unwrap_err();
-        assert!(!err.to_string().contains("secret"));
     }
 }

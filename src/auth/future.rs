@@ -1,140 +1,32 @@
-//! [`DouyinAuth`], the service, and its [`ResponseFuture`].
+//! [`ResponseFuture`]: one request's way through the layer, as a state machine.
+//!
+//! `start` is the hot path (a cached token: attach it and send). The states, each with one job:
+//! `WaitToken` waits for the one refresh in flight; `Buffer` reads a replayable body; `Send`
+//! awaits the first answer and classifies its head; `Peek` reads a JSON body for the
+//! classifier; `Refresh` waits for the new token after an expiry; `RetryReady`/`Retry` send the
+//! request once more; `Failed`/`Done` end it.
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
-use http::header::CONTENT_LENGTH;
-use http::{Extensions, HeaderMap, Method, Request, Response, Uri, Version};
-use http_body::{Body, Frame};
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::Body;
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
+use super::options::Shared;
+use super::peek::{too_large, Peek};
+use super::placement::attach;
+use super::replay::{BufferedBytes, Plan, Replay};
 use crate::body::{contiguous, ReplayBody, ResponseBody};
 use crate::cache::{Ready, TokenCache, TokenHandle};
+use crate::error::{BoxError, Error};
 use crate::expiry::{ClassifyExpiry, HeadVerdict};
-use crate::layer::{Shared, TokenPlacement};
 use crate::source::BoxFuture;
-use crate::{BoxError, Error};
-
-/// A request extension that turns the retry off for one request: its body is not buffered and
-/// an "expired" answer reaches the caller as it came (the rejected token is still dropped
-/// from the cache, so the next request gets a new one).
-///
-/// ```
-/// let mut req = http::Request::new(http_body_util::Full::<bytes::Bytes>::default());
-/// req.extensions_mut().insert(douyin_auth::NoRetry);
-/// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct NoRetry;
-
-/// The service [`DouyinAuthLayer`](crate::DouyinAuthLayer) makes: it attaches the token to
-/// each request and sends a request once more when the answer says the token expired.
-///
-/// # Clone
-///
-/// The inner service must be `Clone`: each call moves the instance that was polled ready into
-/// the response future (tower's "clone and swap"), which also sends the retry. Wrap a service
-/// that is not `Clone` in `tower::buffer::Buffer`.
-///
-/// # Retry semantics
-///
-/// A request is sent at most twice. It is sent again only when the classifier says the first
-/// answer means "expired or invalid token" and the request body could be replayed (empty, or
-/// of known size up to the replay limit) and the request carries no [`NoRetry`]. Before the
-/// retry the rejected token is dropped from the cache, unless a newer one replaced it already,
-/// and the request waits for the one refresh in flight. The second answer reaches the caller
-/// whatever it says.
-pub struct DouyinAuth<S, C = crate::expiry::DouyinExpiry> {
-    inner: S,
-    shared: Arc<Shared<C>>,
-    // This service's handle on the layer's cached token.
-    token: TokenHandle,
-}
-
-impl<S: Clone, C> Clone for DouyinAuth<S, C> {
-    fn clone(&self) -> Self {
-        Self {
-            inner: self.inner.clone(),
-            shared: Arc::clone(&self.shared),
-            token: self.token.clone(),
-        }
-    }
-}
-
-impl<S: fmt::Debug, C> fmt::Debug for DouyinAuth<S, C> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DouyinAuth")
-            .field("inner", &self.inner)
-            .field("shared", &self.shared)
-            .finish()
-    }
-}
-
-impl<S, C> DouyinAuth<S, C> {
-    pub(crate) fn from_shared(inner: S, shared: Arc<Shared<C>>) -> Self {
-        let token = TokenHandle::new(&shared.cache);
-        Self {
-            inner,
-            shared,
-            token,
-        }
-    }
-
-    /// Wraps `inner` with `layer`'s cache and options (the same as `layer.layer(inner)`).
-    pub fn new(inner: S, layer: &crate::DouyinAuthLayer<C>) -> Self {
-        Self::from_shared(inner, Arc::clone(layer.shared()))
-    }
-
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// The inner service, unwrapped.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
-}
-
-impl<S, C, ReqBody, ResBody> Service<Request<ReqBody>> for DouyinAuth<S, C>
-where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
-    S::Error: Into<BoxError>,
-    ReqBody: ReplayBody,
-    ReqBody::Error: Into<BoxError>,
-    ResBody: Body<Data = Bytes> + Unpin,
-    C: ClassifyExpiry,
-{
-    type Response = Response<ResponseBody<ResBody>>;
-    type Error = Error;
-    type Future = ResponseFuture<S, ReqBody, ResBody, C>;
-
-    #[inline]
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner
-            .poll_ready(cx)
-            .map_err(|e| Error::Service(e.into()))
-    }
-
-    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        ResponseFuture::start(
-            &mut self.inner,
-            &self.shared,
-            Lookup::Layer(&mut self.token),
-            req,
-        )
-    }
-}
 
 impl<S, ReqBody, ResBody, C> ResponseFuture<S, ReqBody, ResBody, C>
 where
@@ -260,76 +152,6 @@ pub(crate) enum Lookup<'a> {
     User(Arc<TokenCache>),
 }
 
-/// What is kept of a request to send it a second time: everything but the token.
-struct Replay {
-    method: Method,
-    uri: Uri,
-    version: Version,
-    // `None` for a request without headers: nothing to copy, nothing to drop.
-    headers: Option<HeaderMap>,
-    extensions: Extensions,
-    body: Bytes,
-}
-
-impl Replay {
-    /// A copy of the head of a request whose body is empty.
-    #[inline(always)]
-    fn capture<B>(req: &Request<B>) -> Self {
-        Self {
-            method: req.method().clone(),
-            uri: req.uri().clone(),
-            version: req.version(),
-            headers: copy_headers(req.headers()),
-            extensions: req.extensions().clone(),
-            body: Bytes::new(),
-        }
-    }
-
-    /// The head itself, kept while the body is buffered (no copy yet).
-    fn from_parts(parts: http::request::Parts) -> Self {
-        Self {
-            method: parts.method,
-            uri: parts.uri,
-            version: parts.version,
-            headers: Some(parts.headers),
-            extensions: parts.extensions,
-            body: Bytes::new(),
-        }
-    }
-
-    /// A copy to keep for the replay, so that the original (whose header map has room for the
-    /// token, where a clone's has none) is sent.
-    fn duplicate(&self) -> Self {
-        Self {
-            method: self.method.clone(),
-            uri: self.uri.clone(),
-            version: self.version,
-            headers: self.headers.as_ref().and_then(copy_headers),
-            extensions: self.extensions.clone(),
-            body: self.body.clone(),
-        }
-    }
-
-    fn into_request<B: ReplayBody>(self) -> Request<B> {
-        let mut req = Request::new(B::from_bytes(self.body));
-        *req.method_mut() = self.method;
-        *req.uri_mut() = self.uri;
-        *req.version_mut() = self.version;
-        if let Some(headers) = self.headers {
-            *req.headers_mut() = headers;
-        }
-        *req.extensions_mut() = self.extensions;
-        req
-    }
-}
-
-/// A copy of `headers`, or `None` when there are none (cloning an empty map's tables and
-/// dropping them costs more than the rest of an empty request's copy).
-#[inline]
-fn copy_headers(headers: &HeaderMap) -> Option<HeaderMap> {
-    (!headers.is_empty()).then(|| headers.clone())
-}
-
 pin_project! {
     #[project = StateProj]
     enum State<F, ReqBody, ResBody> {
@@ -380,14 +202,6 @@ pin_project! {
     }
 }
 
-/// A JSON answer being read for the classifier.
-struct Peek<B> {
-    head: Option<http::response::Parts>,
-    body: Option<B>,
-    frames: VecDeque<Frame<Bytes>>,
-    seen: usize,
-}
-
 impl<S, ReqBody, ResBody, C> fmt::Debug for ResponseFuture<S, ReqBody, ResBody, C>
 where
     S: Service<Request<ReqBody>>,
@@ -396,107 +210,6 @@ where
         f.debug_struct("ResponseFuture")
             .field("retried", &self.retried)
             .finish_non_exhaustive()
-    }
-}
-
-/// Request body bytes collected for replay; one frame is kept as it is, never copied.
-#[derive(Default)]
-enum BufferedBytes {
-    #[default]
-    Empty,
-    One(Bytes),
-    Many(BytesMut),
-}
-
-impl BufferedBytes {
-    fn push(&mut self, mut data: impl Buf) {
-        *self = match std::mem::take(self) {
-            Self::Empty => Self::One(data.copy_to_bytes(data.remaining())),
-            Self::One(first) => {
-                let mut m = BytesMut::with_capacity(first.len() + data.remaining());
-                m.extend_from_slice(&first);
-                m.put(data);
-                Self::Many(m)
-            }
-            Self::Many(mut m) => {
-                m.put(data);
-                Self::Many(m)
-            }
-        };
-    }
-
-    fn len(&self) -> usize {
-        match self {
-            Self::Empty => 0,
-            Self::One(b) => b.len(),
-            Self::Many(m) => m.len(),
-        }
-    }
-
-    fn finish(self) -> Bytes {
-        match self {
-            Self::Empty => Bytes::new(),
-            Self::One(b) => b,
-            Self::Many(m) => m.freeze(),
-        }
-    }
-}
-
-/// Whether a body can be buffered for replay within `limit`.
-fn replayable<B: Body>(body: &B, limit: usize) -> bool {
-    body.is_end_stream()
-        || body
-            .size_hint()
-            .exact()
-            .is_some_and(|n| usize::try_from(n).is_ok_and(|n| n <= limit))
-}
-
-/// Puts the token where the layer is configured to put it.
-///
-/// The header value is moved out of `ready` (leaving an empty static one, which costs
-/// nothing), so a request costs one reference-count increment on the token's bytes, not two:
-/// on two threads every such shared increment moves a cache line. Only `ready.generation` is
-/// read after this.
-fn attach<B>(
-    req: &mut Request<B>,
-    ready: &mut Ready,
-    shared: &Shared<impl Sized>,
-) -> Result<(), Error> {
-    let header = std::mem::replace(&mut ready.header, http::HeaderValue::from_static(""));
-    if let Some(name) = &shared.header_name {
-        req.headers_mut().insert(name.clone(), header);
-        return Ok(());
-    }
-    if let TokenPlacement::Query(param) = &shared.placement {
-        let token = header.to_str().map_err(|_| Error::InvalidHeaderValue)?;
-        let uri = req.uri();
-        let mut pq = String::with_capacity(uri.path().len() + param.len() + token.len() + 16);
-        pq.push_str(uri.path());
-        pq.push('?');
-        if let Some(q) = uri.query().filter(|q| !q.is_empty()) {
-            pq.push_str(q);
-            pq.push('&');
-        }
-        pq.push_str(param);
-        pq.push('=');
-        percent_encode_into(token, &mut pq);
-        let mut parts = uri.clone().into_parts();
-        parts.path_and_query = Some(pq.parse().map_err(|_| Error::InvalidHeaderValue)?);
-        *req.uri_mut() = Uri::from_parts(parts).map_err(|_| Error::InvalidHeaderValue)?;
-    }
-    Ok(())
-}
-
-fn percent_encode_into(s: &str, out: &mut String) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for &b in s.as_bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push('%');
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 15)]));
-        }
     }
 }
 
@@ -653,53 +366,17 @@ where
                             }
                             let (head, body) = res.into_parts();
                             State::Peek {
-                                peek: Box::new(Peek {
-                                    head: Some(head),
-                                    body: Some(body),
-                                    frames: VecDeque::new(),
-                                    seen: 0,
-                                }),
+                                peek: Box::new(Peek::new(head, body)),
                             }
                         }
                     }
                 }
                 StateProj::Peek { peek } => {
+                    let filled = ready!(peek.poll_fill(cx, this.shared.peek_limit));
                     let Peek {
-                        head,
-                        body,
-                        frames,
-                        seen,
+                        head, body, frames, ..
                     } = &mut **peek;
-                    let limit = this.shared.peek_limit;
-                    let mut ended = false;
-                    let mut error = None;
-                    if let Some(b) = body.as_mut() {
-                        loop {
-                            if b.is_end_stream() {
-                                ended = true;
-                                break;
-                            }
-                            match ready!(Pin::new(&mut *b).poll_frame(cx)) {
-                                Some(Ok(frame)) => {
-                                    if let Some(d) = frame.data_ref() {
-                                        *seen = seen.saturating_add(d.len());
-                                    }
-                                    frames.push_back(frame);
-                                    if *seen > limit {
-                                        break;
-                                    }
-                                }
-                                Some(Err(e)) => {
-                                    error = Some(e);
-                                    break;
-                                }
-                                None => {
-                                    ended = true;
-                                    break;
-                                }
-                            }
-                        }
-                    }
+                    let (ended, error) = (filled.ended, filled.error);
                     let Some(head) = head.take() else {
                         this.state.set(State::Done);
                         return Poll::Ready(Err(Error::Protocol("response head missing".into())));
@@ -781,30 +458,6 @@ where
     }
 }
 
-/// How a request with a token is sent.
-enum Plan {
-    /// Once: no retry (turned off, or the body cannot be replayed).
-    Once,
-    /// With a copy of its head kept for a replay (its body is empty).
-    Replay,
-    /// After its body is buffered for a replay.
-    Buffer,
-}
-
-impl Plan {
-    #[inline]
-    fn of<B: Body>(req: &Request<B>, shared: &Shared<impl Sized>) -> Self {
-        let retry = shared.retry && req.extensions().get::<crate::NoRetry>().is_none();
-        if !retry || !replayable(req.body(), shared.replay_limit) {
-            Plan::Once
-        } else if req.body().is_end_stream() {
-            Plan::Replay
-        } else {
-            Plan::Buffer
-        }
-    }
-}
-
 /// Borrowed fields of the future, so `begin` can run from inside `poll` (once the token
 /// came); the same steps as the hot path in `start`.
 struct Begin<'a, S, C> {
@@ -839,18 +492,6 @@ impl<S, C> Begin<'_, S, C> {
         }
         send_first(self.inner, self.shared, self.generation, req, ready)
     }
-}
-
-/// Whether the declared size of a response is over the peek limit.
-fn too_large<B: Body>(res: &Response<B>, limit: usize) -> bool {
-    let declared = res
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let lower = res.body().size_hint().lower();
-    let limit = u64::try_from(limit).unwrap_or(u64::MAX);
-    declared.is_some_and(|n| n > limit) || lower > limit
 }
 
 /// The token was rejected: drop it from the cache (if it is still the one used) and, when

@@ -1,0 +1,89 @@
+//! [`ReplayBody`]: request body types the layer can rebuild from bytes.
+
+use bytes::Bytes;
+use http_body::Body;
+use http_body_util::Full;
+
+/// A request body type the layer can rebuild from bytes, so that a request whose token was
+/// rejected can be sent a second time with the same bytes, while the inner service keeps
+/// seeing the body type it accepts.
+///
+/// The layer buffers a body for replay only when its size is known exactly and is at most the
+/// replay limit (64 KiB by default), or when it is empty. Any other body goes out once,
+/// untouched, and an "expired" answer to it reaches the caller as it came.
+///
+/// Implemented for [`Full<Bytes>`], [`String`], `http_body_util`'s boxed bodies, and, behind
+/// features, `axum::body::Body` and `tonic::body::Body`. Implement it for your own body type:
+///
+/// ```
+/// use bytes::Bytes;
+/// use douyin_auth::ReplayBody;
+/// use http_body_util::Full;
+///
+/// struct MyBody(Full<Bytes>);
+/// # impl http_body::Body for MyBody {
+/// #     type Data = Bytes;
+/// #     type Error = std::convert::Infallible;
+/// #     fn poll_frame(
+/// #         self: std::pin::Pin<&mut Self>,
+/// #         cx: &mut std::task::Context<'_>,
+/// #     ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+/// #         std::pin::Pin::new(&mut self.get_mut().0).poll_frame(cx)
+/// #     }
+/// # }
+///
+/// impl ReplayBody for MyBody {
+///     fn from_bytes(bytes: Bytes) -> Self {
+///         MyBody(Full::new(bytes))
+///     }
+/// }
+/// ```
+pub trait ReplayBody: Body + Sized {
+    /// A body that yields exactly `bytes`.
+    fn from_bytes(bytes: Bytes) -> Self;
+}
+
+impl ReplayBody for Full<Bytes> {
+    fn from_bytes(bytes: Bytes) -> Self {
+        Full::new(bytes)
+    }
+}
+
+impl ReplayBody for String {
+    fn from_bytes(bytes: Bytes) -> Self {
+        // Only bytes that came out of a `String` are ever replayed into one.
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
+impl<E: 'static> ReplayBody for http_body_util::combinators::BoxBody<Bytes, E> {
+    fn from_bytes(bytes: Bytes) -> Self {
+        use http_body_util::BodyExt;
+        Full::new(bytes).map_err(|never| match never {}).boxed()
+    }
+}
+
+impl<E: 'static> ReplayBody for http_body_util::combinators::UnsyncBoxBody<Bytes, E> {
+    fn from_bytes(bytes: Bytes) -> Self {
+        use http_body_util::BodyExt;
+        Full::new(bytes)
+            .map_err(|never| match never {})
+            .boxed_unsync()
+    }
+}
+
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+impl ReplayBody for axum_core::body::Body {
+    fn from_bytes(bytes: Bytes) -> Self {
+        axum_core::body::Body::from(bytes)
+    }
+}
+
+#[cfg(feature = "tonic")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tonic")))]
+impl ReplayBody for tonic::body::Body {
+    fn from_bytes(bytes: Bytes) -> Self {
+        tonic::body::Body::new(Full::new(bytes))
+    }
+}
