@@ -382,13 +382,16 @@ where
                         return Poll::Ready(Err(Error::Protocol("response head missing".into())));
                     };
                     let rest = if ended { None } else { body.take() };
-                    let expired = ended
-                        && error.is_none()
-                        && this.shared.classifier.classify_body(
+                    let rejection = if ended && error.is_none() {
+                        this.shared.classifier.classify_rejection(
                             head.status,
                             &head.headers,
                             &contiguous(frames),
-                        );
+                        )
+                    } else {
+                        None
+                    };
+                    let expired = rejection.is_some();
                     let next = if expired {
                         on_expired(
                             this.cache.as_ref().unwrap_or(&this.shared.cache),
