@@ -4,7 +4,8 @@
 //! `WaitToken` waits for the one refresh in flight; `Buffer` reads a replayable body; `Send`
 //! awaits the first answer and classifies its head; `Peek` reads a JSON body for the
 //! classifier; `Refresh` waits for the new token after an expiry; `RetryReady`/`Retry` send the
-//! request once more; `Failed`/`Done` end it.
+//! request once more; `Failed`/`Done` end it. The file is one concern (the state machine) and
+//! reads best whole.
 
 use std::fmt;
 use std::future::Future;
