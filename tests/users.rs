@@ -270,7 +270,7 @@ async fn a_refreshed_pair_is_written_before_use_and_a_failed_write_is_retried() 
 
 #[tokio::test]
 async fn a_dead_refresh_token_requires_reauthorization_naming_the_user() {
-    let (mock, store, g) = saved_user("gone", Duration::ZERO, 20 * DAY).await;
+    let (mock, store, _) = saved_user("gone", Duration::ZERO, 20 * DAY).await;
     let users = users(&mock, store.clone());
     mock.revoke_user("gone");
     let svc = UserTokenLayer::new(users).layer(Recorder::new().service(|_, _| json("{}")));
@@ -427,7 +427,7 @@ async fn an_unsaved_pair_never_overwrites_a_newer_stored_one() {
 /// meanwhile (the user authorised again): it is used instead of asking for reauthorisation.
 #[tokio::test]
 async fn a_dead_refresh_token_looks_at_the_store_again_before_giving_up() {
-    let (mock, store, g) = saved_user("u1", Duration::ZERO, 20 * DAY).await;
+    let (mock, store, _) = saved_user("u1", Duration::ZERO, 20 * DAY).await;
     let users = users(&mock, store.clone());
     mock.set_token_latency(Duration::from_millis(200));
     let fetch = tokio::spawn({
