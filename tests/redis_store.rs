@@ -108,7 +108,7 @@ async fn eight_instances_needing_a_token_at_once_cause_one_fetch() {
     assert!(tokens.iter().all(|t| t == "clt.1"), "{tokens:?}");
     // The lease is released; only the token is left.
     let left = keys(&url, &format!("{prefix}*")).await;
-    assert_eq!(left, vec![format!("{prefix}client_token:app")]);
+    assert_eq!(left, vec![format!("{prefix}{{client_token:app}}")]);
 }
 
 #[tokio::test]
@@ -144,7 +144,7 @@ async fn keys_use_the_prefix_and_never_hold_a_secret() {
     redis.release("client_token:other", &lease).await.unwrap();
     assert_eq!(keys(&url, &format!("{prefix}*")).await.len(), 1);
     // Stored: the token with its lifetime; the client secret nowhere.
-    let raw = raw_get(&url, &format!("{prefix}{}", shared.key()))
+    let raw = raw_get(&url, &format!("{prefix}{{{}}}", shared.key()))
         .await
         .unwrap();
     assert!(raw.contains(token.secret()));
@@ -194,7 +194,7 @@ async fn a_stalled_lease_holder_is_replaced_and_its_late_write_rejected() {
     });
     // A holds the lease and stalls in its token call.
     assert!(eventually(Duration::from_secs(2), || async { slow.fetches() == 1 }).await);
-    assert_eq!(keys(&url, "p:k:lease").await.len(), 1);
+    assert_eq!(keys(&url, "p:{k}:lease").await.len(), 1);
 
     let fast = Counting::new("fast", Duration::from_secs(7200));
     let b = SharedSource::builder(fast.clone(), store(&url, "p:").await, "k")
@@ -292,7 +292,7 @@ async fn redis_stopped_paused_and_restarted_loses_no_request() {
     }
     let token_in_redis = || {
         let url = url.clone();
-        async move { raw_get(&url, "p:k").await.is_some() }
+        async move { raw_get(&url, "p:{k}").await.is_some() }
     };
     let through = lifetime * 3;
 
@@ -399,7 +399,7 @@ async fn eight_instances_renew_one_user_once_through_redis() {
     assert_ne!(stored.refresh_token(), Some(g.refresh_token.as_str()));
     assert!(rec.tokens().iter().all(|t| t == stored.secret()));
     let keys = keys(&url, &format!("{prefix}*")).await;
-    assert_eq!(keys, vec![format!("{prefix}user:u1")]);
+    assert_eq!(keys, vec![format!("{prefix}{{user:u1}}")]);
 }
 
 /// The lease holder extends its lease (compare and `PEXPIRE`); nobody else can.
@@ -416,7 +416,7 @@ async fn only_the_holder_extends_its_lease() {
         let client = redis::Client::open(url.as_str()).unwrap();
         let mut c = client.get_multiplexed_async_connection().await.unwrap();
         redis::cmd("PTTL")
-            .arg(format!("{prefix}k:lease"))
+            .arg(format!("{prefix}{{k}}:lease"))
             .query_async::<i64>(&mut c)
             .await
             .unwrap()

@@ -114,17 +114,18 @@ impl fmt::Debug for RedisConfig {
 /// A [`TokenStore`] on Redis (feature `redis`): the fleet's shared client token and users'
 /// tokens.
 ///
-/// - Token under `<prefix><key>` as JSON (the access token and how long it had left, the
+/// - Token under `<prefix>{<key>}` as JSON (the access token and how long it had left, the
 ///   `open_id`, the refresh token and how long it had left, the scopes), with `PX` set to the
 ///   longer lifetime. A read takes the value and its `PTTL` in one script, so the lifetimes come
 ///   from Redis's clock and turn into local monotonic deadlines: no host's wall clock matters.
-/// - Lease under `<prefix><key>:lease`: `SET NX PX` with 128 random bits, released by a
+/// - Lease under `<prefix>{<key>}:lease`: `SET NX PX` with 128 random bits, released by a
 ///   compare-and-delete script, extended by a compare-and-`PEXPIRE` script.
 /// - The write under a lease is one script that writes only if the lease is still the
 ///   writer's, so a late writer never overwrites a newer token.
 ///
-/// Keys hold the prefix and the caller's key (a `client_key` or an `open_id`), never a
-/// secret. The values hold tokens: protect the server as you protect the tokens.
+/// The braces around the caller's key are a hash tag: on a Redis Cluster a token and its lease
+/// live in one slot, so every script touches one slot. Keys hold the prefix and the caller's key
+/// (a `client_key` or an `open_id`), never a secret. The values hold tokens: protect the server as you protect the tokens.
 ///
 /// The connection is made lazily and remade by itself after Redis restarts; a command that
 /// fails (Redis down, or not answering within the response timeout) returns an error, which
@@ -184,12 +185,15 @@ impl RedisStore {
         &self.prefix
     }
 
+    /// `<prefix>{<key>}`: the braces make the key a hash tag, so that on a cluster a token and
+    /// its lease hash to one slot, and no token key (it ends with `}`) is ever a lease key.
     fn token_key(&self, key: &str) -> String {
-        format!("{}{key}", self.prefix)
+        format!("{}{{{key}}}", self.prefix)
     }
 
+    /// `<prefix>{<key>}:lease`.
     fn lease_key(&self, key: &str) -> String {
-        format!("{}{key}:lease", self.prefix)
+        format!("{}{{{key}}}:lease", self.prefix)
     }
 }
 
