@@ -6,6 +6,8 @@
 
 #[path = "support/postgres.rs"]
 mod pg_support;
+#[path = "support/redis_cluster.rs"]
+mod redis_cluster;
 #[path = "support/redis.rs"]
 mod redis_support;
 
@@ -72,4 +74,23 @@ async fn postgres_store() {
         .await
         .unwrap();
     schema.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cluster_store() {
+    let Some(cluster) = redis_cluster::PrivateCluster::start().await else {
+        return;
+    };
+    let urls = cluster.urls();
+    let nodes: Vec<&str> = urls.iter().map(String::as_str).collect();
+    let connect = || RedisStore::connect_cluster(&nodes);
+    testing::check_store(connect().await.unwrap(), connect().await.unwrap())
+        .await
+        .unwrap();
+    testing::check_store(
+        encrypted(connect().await.unwrap()),
+        encrypted(connect().await.unwrap()),
+    )
+    .await
+    .unwrap();
 }
