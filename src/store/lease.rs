@@ -20,7 +20,7 @@ pub struct Lease {
 }
 
 impl Lease {
-    /// A new lease with a random id, lasting `ttl` from now. For [`TokenStore`] implementations.
+    /// A new lease with a random id, lasting `ttl` from now. For [`TokenStore`](super::TokenStore) implementations.
     pub fn generate(ttl: Duration) -> Result<Self, Error> {
         let mut bytes = [0u8; 16];
         getrandom::fill(&mut bytes).map_err(|e| Error::Random(e.to_string()))?;

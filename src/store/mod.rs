@@ -14,8 +14,123 @@
 //! with the `redis` feature `RedisStore` (single node or cluster), with the `postgres` feature
 //! `PostgresStore` (durable: the home of user tokens), and [`EncryptedStore`], which seals every
 //! secret at rest over any of them. Implement the trait for your own database:
-//! [`TokenRecord`](crate::TokenRecord) is a serializable form of a token, and the `test-util`
+//! [`TokenRecord`] is a serializable form of a token, and the `test-util`
 //! feature's `testing::check_store` runs the whole contract against your store.
+//!
+//! # Your own store
+//!
+//! A store over your own database is a few lines of glue around [`TokenRecord`] (the token with
+//! absolute UTC expiries, serde) plus the lease: a holder id and an end per key, taken only when
+//! free or ended, and compared on every write, extend and release. Here rows in a map stand in
+//! for a table; with SQL each method is one statement (see `PostgresStore` for the full set),
+//! and the lease times should come from the database's clock (`now()`), not the host's. Check it
+//! with the conformance kit, `testing::check_store` (feature `test-util`).
+//!
+//! ```
+//! use std::collections::HashMap;
+//! use std::sync::{Mutex, MutexGuard};
+//! use std::time::{Duration, SystemTime};
+//!
+//! use douyin_auth::store::{Lease, TokenRecord, TokenStore};
+//! use douyin_auth::{BoxError, Token};
+//!
+//! /// A `tokens` table: key → the record as JSON, and the lease (holder, end).
+//! #[derive(Default)]
+//! struct MyStore(Mutex<HashMap<String, Row>>);
+//!
+//! #[derive(Default)]
+//! struct Row {
+//!     record: Option<String>,
+//!     lease: Option<(String, SystemTime)>,
+//! }
+//!
+//! impl MyStore {
+//!     fn rows(&self) -> Result<MutexGuard<'_, HashMap<String, Row>>, BoxError> {
+//!         self.0.lock().map_err(|_| "poisoned".into())
+//!     }
+//! }
+//!
+//! fn held_by(row: &Row, lease: &Lease) -> bool {
+//!     matches!(&row.lease, Some((id, end)) if id == lease.id() && SystemTime::now() < *end)
+//! }
+//!
+//! impl TokenStore for MyStore {
+//!     // SELECT record FROM tokens WHERE key = $1 (AND the later expiry is in the future)
+//!     async fn get(&self, key: &str) -> Result<Option<Token>, BoxError> {
+//!         let Some(json) = self.rows()?.get(key).and_then(|row| row.record.clone()) else {
+//!             return Ok(None);
+//!         };
+//!         let token = Token::from(serde_json::from_str::<TokenRecord>(&json)?);
+//!         let ended = token.is_expired() && token.refresh_remaining().unwrap_or_default().is_zero();
+//!         Ok((!ended).then_some(token))
+//!     }
+//!
+//!     // INSERT … ON CONFLICT (key) DO UPDATE SET record = $2
+//!     async fn put(&self, key: &str, token: &Token) -> Result<(), BoxError> {
+//!         let json = serde_json::to_string(&TokenRecord::from(token))?;
+//!         self.rows()?.entry(key.to_owned()).or_default().record = Some(json);
+//!         Ok(())
+//!     }
+//!
+//!     // INSERT … ON CONFLICT (key) DO UPDATE SET lease_id = $2, lease_end = now() + $3
+//!     //   WHERE lease_end IS NULL OR lease_end <= now()
+//!     async fn try_lease(&self, key: &str, ttl: Duration) -> Result<Option<Lease>, BoxError> {
+//!         let mut rows = self.rows()?;
+//!         let row = rows.entry(key.to_owned()).or_default();
+//!         if matches!(&row.lease, Some((_, end)) if SystemTime::now() < *end) {
+//!             return Ok(None);
+//!         }
+//!         let lease = Lease::generate(ttl)?;
+//!         row.lease = Some((lease.id().to_owned(), SystemTime::now() + ttl));
+//!         Ok(Some(lease))
+//!     }
+//!
+//!     // UPDATE tokens SET record = $3 WHERE key = $1 AND lease_id = $2 AND lease_end > now()
+//!     async fn put_if_leased(&self, key: &str, lease: &Lease, token: &Token) -> Result<bool, BoxError> {
+//!         let json = serde_json::to_string(&TokenRecord::from(token))?;
+//!         let mut rows = self.rows()?;
+//!         match rows.get_mut(key) {
+//!             Some(row) if held_by(row, lease) => {
+//!                 row.record = Some(json);
+//!                 Ok(true)
+//!             }
+//!             _ => Ok(false),
+//!         }
+//!     }
+//!
+//!     // UPDATE tokens SET lease_end = now() + $3 WHERE key = $1 AND lease_id = $2 AND lease_end > now()
+//!     async fn extend(&self, key: &str, lease: &Lease, ttl: Duration) -> Result<bool, BoxError> {
+//!         let mut rows = self.rows()?;
+//!         match rows.get_mut(key) {
+//!             Some(row) if held_by(row, lease) => {
+//!                 row.lease = Some((lease.id().to_owned(), SystemTime::now() + ttl));
+//!                 Ok(true)
+//!             }
+//!             _ => Ok(false),
+//!         }
+//!     }
+//!
+//!     // UPDATE tokens SET lease_id = NULL, lease_end = NULL WHERE key = $1 AND lease_id = $2
+//!     async fn release(&self, key: &str, lease: &Lease) -> Result<(), BoxError> {
+//!         if let Some(row) = self.rows()?.get_mut(key) {
+//!             if matches!(&row.lease, Some((id, _)) if id == lease.id()) {
+//!                 row.lease = None;
+//!             }
+//!         }
+//!         Ok(())
+//!     }
+//! }
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), BoxError> {
+//! # let store = MyStore::default();
+//! # let t = Token::new("act.x", Duration::from_secs(60)).with_refresh_token("rft.x", Duration::from_secs(600));
+//! # let lease = store.try_lease("user:o1", Duration::from_secs(5)).await?.unwrap();
+//! # assert!(store.try_lease("user:o1", Duration::from_secs(5)).await?.is_none());
+//! # assert!(store.put_if_leased("user:o1", &lease, &t).await?);
+//! # assert_eq!(store.get("user:o1").await?.unwrap().refresh_token(), Some("rft.x"));
+//! # Ok(())
+//! # }
+//! ```
 //!
 //! # Keys
 //!
