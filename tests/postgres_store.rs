@@ -1,11 +1,13 @@
 //! User tokens in PostgreSQL: eight instances renew one user once, a renewer that dies costs
 //! one lease time and never the user, lifetimes come from the database's clock across
-//! reconnects, and backends terminated mid-run lose no request and no user.
+//! reconnects, and backends terminated mid-run, or PostgreSQL restarted, lose no request and no
+//! user.
 //!
 //! Against the machine's PostgreSQL (`DATABASE_URL`, default
 //! `postgres://postgres@127.0.0.1:5432/test`), each test in a schema of its own reached through
 //! the URL's `options=-c search_path=…`. Without the server the tests are skipped with a
-//! reason, except under `CI=true`, where they fail.
+//! reason, except under `CI=true`, where they fail. The restart case runs a server of its own
+//! (`initdb` and `pg_ctl` as the `postgres` user, on a free loopback port).
 #![cfg(all(feature = "postgres", feature = "mock", feature = "https"))]
 
 #[path = "support/postgres.rs"]
@@ -382,4 +384,114 @@ async fn terminated_backends_lose_no_request_and_no_user() {
     assert_eq!(rec2.count(), 1);
     assert!(stored.refresh_token().is_some());
     schema.drop().await;
+}
+
+/// PostgreSQL itself restarted (`pg_ctl restart -m fast`, a server of the test's own) while two
+/// instances send requests for a user and with the app's client token: every request gets a
+/// token (the cached ones serve through the outage), the pools reconnect by themselves, the
+/// user is refreshed through the restarted server, and the stored pair still works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgresql_restart_loses_no_request_and_no_user() {
+    let Some(pg) = pg_support::PrivatePostgres::start().await else {
+        return;
+    };
+    let url = pg.url();
+    let mock = MockDouyin::builder()
+        .access_token_lifetime(Duration::from_secs(3))
+        .client_token_lifetime(Duration::from_secs(3))
+        .start()
+        .await
+        .unwrap();
+    let g = mock.issue_user_tokens("u1", ["user_info"]);
+    let seed = PostgresStore::connect(&url).await.unwrap();
+    users(&mock, seed.clone())
+        .save(
+            &Token::new(g.access_token.clone(), Duration::from_secs(3))
+                .with_open_id("u1")
+                .with_refresh_token(g.refresh_token.clone(), 20 * DAY),
+        )
+        .await
+        .unwrap();
+
+    let rec = Recorder::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut loops = Vec::new();
+    for _ in 0..2 {
+        let store = PostgresStore::connect(&url).await.unwrap();
+        let user_svc =
+            UserTokenLayer::new(users(&mock, store.clone())).layer(rec.service(|_, _| json("{}")));
+        let creds = ClientCredentials::new(mock.client_key(), mock.client_secret())
+            .base_url(mock.base_url());
+        let app_svc = DouyinAuthLayer::builder(
+            SharedSource::builder(creds, store, format!("client_token:{}", mock.client_key()))
+                .poll_interval(Duration::from_millis(20))
+                .build(),
+        )
+        .jitter(Duration::ZERO)
+        .build()
+        .layer(rec.service(|_, _| json("{}")));
+        let stop = stop.clone();
+        loops.push(tokio::spawn(async move {
+            let mut failures = Vec::new();
+            while !stop.load(Ordering::SeqCst) {
+                if let Err(e) = user_svc.clone().oneshot(user_req("u1")).await {
+                    failures.push(format!("user: {e}"));
+                }
+                if let Err(e) = app_svc.clone().oneshot(req("")).await {
+                    failures.push(format!("app: {e}"));
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            failures
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = mock.counters().refresh_calls;
+    pg.restart();
+    let restarted = Instant::now();
+    // The user is refreshed (read, leased, written) through the restarted server.
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            mock.counters().refresh_calls > before
+        })
+        .await,
+        "no refresh after the restart"
+    );
+    let fresh = PostgresStore::connect(&url).await.unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            let updated: Option<f64> = sqlx::query_scalar(
+                "SELECT extract(epoch FROM now() - updated_at)::float8 FROM douyin_auth_tokens WHERE key = 'user:u1'",
+            )
+            .fetch_optional(fresh.pool())
+            .await
+            .ok()
+            .flatten();
+            updated.is_some_and(|age| age < restarted.elapsed().as_secs_f64())
+        })
+        .await,
+        "the user's row was not written after the restart"
+    );
+    stop.store(true, Ordering::SeqCst);
+    for l in loops {
+        let failures = l.await.unwrap();
+        assert!(failures.is_empty(), "{failures:?}");
+    }
+    // The stored pair works for a new instance; the old instances' pools reconnected.
+    let stored = fresh.get("user:u1").await.unwrap().unwrap();
+    let used = {
+        let rec = Recorder::new();
+        UserTokenLayer::new(users(&mock, fresh.clone()))
+            .layer(rec.service(|_, _| json("{}")))
+            .oneshot(user_req("u1"))
+            .await
+            .unwrap();
+        rec.tokens()
+    };
+    assert_eq!(used.len(), 1);
+    assert!(stored.refresh_token().is_some());
+    assert!(
+        seed.get("user:u1").await.unwrap().is_some(),
+        "the seed pool did not reconnect"
+    );
 }

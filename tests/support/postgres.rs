@@ -126,3 +126,116 @@ fn fastrand_hash(s: &str) -> u64 {
 pub async fn one_connection() -> PgConnection {
     PgConnection::connect(&database_url()).await.unwrap()
 }
+
+/// A PostgreSQL server of this test's own (`initdb` into a temporary directory, run as the
+/// `postgres` user with `pg_ctl` on a free loopback port, trust auth, no fsync), for the
+/// restart case; stopped and removed when dropped. The machine's server is never restarted.
+pub struct PrivatePostgres {
+    dir: std::path::PathBuf,
+    pub port: u16,
+    bin: std::path::PathBuf,
+}
+
+impl PrivatePostgres {
+    /// Starts one, or `None` (skip; a failure under `CI=true`) without the server binaries.
+    pub async fn start() -> Option<Self> {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()
+            .and_then(|versions| {
+                versions
+                    .filter_map(Result::ok)
+                    .map(|v| v.path().join("bin"))
+                    .find(|b| b.join("initdb").exists() && b.join("pg_ctl").exists())
+            });
+        let Some(bin) = bin else {
+            skip_or_fail("no PostgreSQL server binaries under /usr/lib/postgresql");
+            return None;
+        };
+        let dir = std::env::temp_dir().join(format!(
+            "douyin-auth-pg-{}-{:x}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let pg = Self { dir, port, bin };
+        let chown = std::process::Command::new("chown")
+            .args(["-R", "postgres"])
+            .arg(&pg.dir)
+            .status()
+            .unwrap();
+        assert!(chown.success());
+        pg.as_postgres(
+            "initdb",
+            &[
+                "-D",
+                &pg.data(),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ],
+        );
+        pg.ctl(&["start"]);
+        Some(pg)
+    }
+
+    fn data(&self) -> String {
+        self.dir.join("data").to_string_lossy().into_owned()
+    }
+
+    fn as_postgres(&self, tool: &str, args: &[&str]) {
+        let status = std::process::Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(self.bin.join(tool))
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("runuser runs");
+        assert!(status.success(), "{tool} {args:?} failed");
+    }
+
+    fn ctl(&self, action: &[&str]) {
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.dir.to_string_lossy()
+        );
+        let log = self.dir.join("log").to_string_lossy().into_owned();
+        let data = self.data();
+        let mut args = vec!["-D", &data, "-l", &log, "-w", "-t", "20", "-o", &opts];
+        args.extend_from_slice(action);
+        self.as_postgres("pg_ctl", &args);
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// `pg_ctl restart -m fast`: every connection is closed, the data stays.
+    pub fn restart(&self) {
+        self.ctl(&["restart", "-m", "fast"]);
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let data = self.data();
+        let _ = std::process::Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(self.bin.join("pg_ctl"))
+            .args(["-D", &data, "-m", "immediate", "-w", "stop"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
