@@ -208,7 +208,7 @@ impl Run {
         let lease = Lease::generate(Duration::ZERO)
             .map_err(|e| Failure::new("setup", format!("no random id: {e}")))?;
         Ok(Self {
-            id: lease.id()[..12].to_owned(),
+            id: lease.id().chars().take(12).collect(),
             ttl: c.lease_ttl,
             long: Duration::from_secs(60),
             contenders: c.contenders,
@@ -663,8 +663,8 @@ impl Run {
             );
         }
         // A lease on a key and the token of "<key>:lease" are unrelated.
-        let plain = &keys[0];
-        let lease_lookalike = &keys[1];
+        let (plain, lease_lookalike) = (self.key(names[0]), self.key(names[1]));
+        let (plain, lease_lookalike) = (&plain, &lease_lookalike);
         let Some(lease) = ok(C, "try_lease", a.try_lease(plain, self.long)).await? else {
             return Err(Failure::new(C, "a free key's lease was refused"));
         };
