@@ -243,6 +243,9 @@ mod source;
 pub mod store;
 mod token;
 pub mod users;
+#[cfg(feature = "webhook")]
+#[cfg_attr(docsrs, doc(cfg(feature = "webhook")))]
+pub mod webhook;
 
 pub use body::{ReplayBody, ResponseBody};
 pub use error::{DouyinError, Error, SharedError};
@@ -261,6 +264,9 @@ pub mod future {
 }
 pub use source::{source_fn, FnSource, StaticToken, TokenSource};
 pub use token::Token;
+#[cfg(feature = "webhook")]
+#[cfg_attr(docsrs, doc(cfg(feature = "webhook")))]
+pub use webhook::{VerifySpiLayer, VerifyWebhookLayer};
 
 /// A boxed error, as token sources and inner services return them.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
