@@ -140,6 +140,51 @@ async fn a_signed_event_reaches_the_handler_once_with_its_body_unchanged() {
 }
 
 #[tokio::test]
+async fn the_layer_works_with_router_layer_and_a_plain_tower_service() {
+    // `Router::layer`: every route is verified, the 404 of an unknown path too.
+    let seen = Seen::default();
+    let handler = {
+        let seen = seen.clone();
+        move |body: Bytes| async move {
+            seen.calls.lock().unwrap().push((None, body));
+            "handled"
+        }
+    };
+    let app = Router::new()
+        .route("/webhook", post(handler))
+        .layer(VerifyWebhookLayer::new(SECRET));
+    let addr = serve(app).await;
+    let sig = webhook_signature(SECRET, EVENT);
+    let (status, body) = send(delivery(addr, EVENT, Some(&sig), Some("m"))).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "handled"));
+    let unknown = Request::get(format!("http://{addr}/elsewhere"))
+        .body(full(""))
+        .unwrap();
+    assert_eq!(send(unknown).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(seen.count(), 1);
+
+    // Any tower service over a body built from `Bytes`, here `Full<Bytes>`.
+    let inner = tower::service_fn(|request: Request<Full<Bytes>>| async move {
+        let event = request.extensions().get::<WebhookEvent>().cloned();
+        let body = request.into_body().collect().await?.to_bytes();
+        let answer = format!(
+            "{}:{}",
+            event.map(|e| e.event).unwrap_or_default(),
+            body.len()
+        );
+        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(answer))))
+    });
+    let service = VerifyWebhookLayer::new(SECRET).layer(inner);
+    let request = Request::post("/")
+        .header("x-douyin-signature", sig)
+        .body(Full::new(Bytes::from_static(EVENT)))
+        .unwrap();
+    let answer = service.oneshot(request).await.unwrap();
+    let body = answer.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, format!("im_receive_msg:{}", EVENT.len()));
+}
+
+#[tokio::test]
 async fn forged_or_missing_signatures_get_401_and_the_handler_is_not_called() {
     let seen = Seen::default();
     let addr = serve(webhook_app(seen.clone(), VerifyWebhookLayer::new(SECRET))).await;
