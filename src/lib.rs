@@ -244,6 +244,9 @@ pub mod store;
 mod sync;
 mod token;
 pub mod users;
+#[cfg(feature = "webhook")]
+#[cfg_attr(docsrs, doc(cfg(feature = "webhook")))]
+pub mod webhook;
 
 pub use auth::{
     DouyinAuth, DouyinAuthLayer, DouyinAuthLayerBuilder, NoRetry, TokenPlacement,
@@ -262,3 +265,7 @@ pub mod future {
 }
 pub use source::{source_fn, FnSource, StaticToken, TokenSource};
 pub use token::Token;
+#[cfg(feature = "webhook")]
+#[cfg_attr(docsrs, doc(cfg(feature = "webhook")))]
+pub use webhook::{VerifySpiLayer, VerifyWebhookLayer};
+
