@@ -233,6 +233,9 @@ mod cache;
 pub mod douyin;
 mod error;
 pub mod expiry;
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub mod login;
 #[cfg(feature = "reqwest-middleware")]
 mod middleware;
 #[cfg(feature = "mock")]
