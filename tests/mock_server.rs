@@ -771,7 +771,10 @@ async fn authorization_page_renders_the_consent_page() {
     let r = send(&mock, req).await;
     assert_eq!(r.status, StatusCode::OK);
     let html = String::from_utf8_lossy(&r.raw);
-    assert!(html.contains("id=\"allow\"") && html.contains("id=\"deny\""), "{html}");
+    assert!(
+        html.contains("id=\"allow\"") && html.contains("id=\"deny\""),
+        "{html}"
+    );
     assert!(html.contains("name=\"state\" value=\"xyz\""), "{html}");
 
     // Without a redirect_uri: Douyin's parameter error, as a page.
