@@ -106,7 +106,8 @@ pub async fn demo(app_addr: SocketAddr) -> Result<Demo, BoxError> {
         .route("/me", get(me))
         .route("/logout", post(logout))
         .with_state(app)
-        .merge(login.router());
+        .merge(login.router())
+        .fallback(not_found);
     Ok(Demo {
         mock,
         router,
@@ -219,6 +220,13 @@ async fn user_info(app: &App, open_id: &str) -> Result<(String, String), BoxErro
     }
     let field = |k: &str| data[k].as_str().unwrap_or_default().to_owned();
     Ok((field("nickname"), field("open_id")))
+}
+
+async fn not_found() -> (StatusCode, Html<String>) {
+    (
+        StatusCode::NOT_FOUND,
+        page("Not found", "<p><a href=\"/\">Home</a></p>"),
+    )
 }
 
 async fn logout(State(app): State<App>, headers: HeaderMap) -> Response {
