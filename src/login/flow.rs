@@ -947,6 +947,54 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn the_logs_carry_no_code_state_token_or_key() {
+        #[derive(Clone, Default)]
+        struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Captured {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || writer.clone())
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+
+        let (app, _, _) = app(vec![(200, EXCHANGED), (200, CODE_EXPIRED)]);
+        let (cookie, state) = start_login(&app).await;
+        let ok = get(&app, &callback_uri("CODE-OK", &state), Some(&cookie)).await;
+        assert_eq!(ok.status(), StatusCode::OK);
+        let replay = get(&app, &callback_uri("CODE-OK", &state), Some(&cookie)).await;
+        assert_eq!(error_kind(replay).await.1, "replayed_state");
+        let (cookie2, state2) = start_login(&app).await;
+        let expired = get(&app, &callback_uri("CODE-OLD", &state2), Some(&cookie2)).await;
+        assert_eq!(error_kind(expired).await.1, "code_expired");
+
+        let log = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+        assert!(
+            log.contains("login completed") && log.contains("open-9"),
+            "{log}"
+        );
+        assert!(
+            log.contains("replayed_state") && log.contains("code_expired"),
+            "{log}"
+        );
+        let value = cookie.split_once('=').unwrap().1;
+        for secret in [
+            "CODE-OK", "CODE-OLD", &state, &state2, value, "act.A", "rft.R", "SECRET",
+        ] {
+            assert!(!log.contains(secret), "{secret:?} in the log:\n{log}");
+        }
+    }
+
     #[test]
     fn debug_shows_no_secret() {
         let (client, _) = mock(vec![]);
