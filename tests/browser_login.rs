@@ -180,8 +180,10 @@ async fn a_person_logs_in_with_douyin_in_a_real_browser() {
         }
     };
 
-    // The example app, with every request's path and query recorded.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    // The example app, with every request's path and query recorded. It listens on 127.0.0.2,
+    // the mock on 127.0.0.1: two sites for the browser, so the return from the consent page is
+    // a cross-site navigation, as from Douyin (where a `SameSite=Strict` cookie is not sent).
+    let listener = tokio::net::TcpListener::bind("127.0.0.2:0").await.unwrap();
     let demo = example::demo(listener.local_addr().unwrap()).await.unwrap();
     let (app, mock) = (demo.app_url.clone(), demo.mock);
     let seen: Arc<Mutex<Vec<String>>> = Arc::default();

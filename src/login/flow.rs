@@ -3,7 +3,6 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -328,7 +327,7 @@ fn check_redirect_uri(uri: &str) -> Result<(String, bool), LoginConfigError> {
     let host = parsed.host().ok_or_else(|| refuse("it has no host"))?;
     let secure = match parsed.scheme_str() {
         Some("https") => true,
-        Some("http") if is_loopback(host) => false,
+        Some("http") if crate::net::is_loopback(host) => false,
         Some("http") => return Err(refuse("plain http is allowed on loopback hosts only")),
         _ => return Err(refuse("it must be an absolute https:// URL")),
     };
@@ -337,13 +336,6 @@ fn check_redirect_uri(uri: &str) -> Result<(String, bool), LoginConfigError> {
         p => p,
     };
     Ok((path.to_owned(), secure))
-}
-
-/// `localhost`, `127.0.0.0/8` or `[::1]`.
-pub(crate) fn is_loopback(host: &str) -> bool {
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 // ----- the routes -----

@@ -18,7 +18,6 @@
 //! host) (10006, "illegal redirect URI").
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION};
@@ -126,7 +125,11 @@ fn check(state: &State, params: &HashMap<String, String>) -> Result<Consent, Ref
     };
     let optional = list(get("optionalScope"))
         .chunks(2)
-        .map(|pair| (pair[0].clone(), pair.get(1).is_some_and(|f| f == "1")))
+        .filter_map(|pair| match pair {
+            [scope, flag] => Some((scope.clone(), flag == "1")),
+            [scope] => Some((scope.clone(), false)),
+            _ => None,
+        })
         .collect();
     Ok(Consent {
         client_key: client_key.to_owned(),
@@ -144,12 +147,9 @@ fn redirect_allowed(uri: &str) -> bool {
     let Some(host) = parsed.host() else {
         return false;
     };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let loopback = host.eq_ignore_ascii_case("localhost")
-        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
     match parsed.scheme_str() {
         Some("https") => true,
-        Some("http") => loopback,
+        Some("http") => crate::net::is_loopback(host),
         _ => false,
     }
 }
