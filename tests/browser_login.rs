@@ -116,7 +116,10 @@ async fn browser(driver: &Driver, chrome: &Path) -> Client {
 fn screenshot_dir() -> PathBuf {
     let dir = std::env::var_os("DOUYIN_AUTH_SCREENSHOTS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("../screenshots"));
+        .unwrap_or_else(|| {
+            let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+            tmp.parent().unwrap_or(tmp).join("screenshots")
+        });
     std::fs::create_dir_all(&dir).expect("the screenshot directory");
     dir
 }

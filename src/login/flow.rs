@@ -335,6 +335,10 @@ fn check_redirect_uri(uri: &str) -> Result<(String, bool), LoginConfigError> {
         "" => "/",
         p => p,
     };
+    if path.contains([';', ',']) {
+        // The path becomes the cookie's `Path` attribute, where these would end it.
+        return Err(refuse("its path must not contain ';' or ','"));
+    }
     Ok((path.to_owned(), secure))
 }
 
@@ -919,6 +923,7 @@ mod tests {
             "http://a.example/cb",
             "/cb",
             "ftp://a.example/cb",
+            "https://a.example/cb;Domain=evil.example",
             "not a uri",
         ] {
             assert!(
