@@ -14,7 +14,7 @@ use http::{HeaderMap, StatusCode};
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 
-use crate::douyin::codes::{DEFAULT_EXPIRY_CODES, DEFAULT_EXPIRY_SUB_CODES};
+use crate::douyin::codes::{CodeKind, DEFAULT_EXPIRY_CODES, DEFAULT_EXPIRY_SUB_CODES};
 
 /// What a classifier concludes from a response's status and headers alone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,6 +26,21 @@ pub enum HeadVerdict {
     /// Look at the body (at most the layer's peek limit), then ask
     /// [`ClassifyExpiry::classify_body`].
     PeekBody,
+}
+
+/// Why an answer rejects the token it was sent with; see
+/// [`ClassifyExpiry::classify_rejection`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Rejection {
+    /// The token's lifetime ended (or the answer does not say more, as HTTP 401 does): a new
+    /// token fixes it.
+    Expired,
+    /// The token is not accepted here: rotated out or revoked (a new token fixes it), or of
+    /// the wrong kind for this API, or missing a scope (no new token fixes it). The layer
+    /// bounds the refreshes such answers drive, so an API that rejects every token cannot cost
+    /// a token fetch per request.
+    Invalid,
 }
 
 /// Decides whether a response means the token used for the request has expired or is invalid.
@@ -61,6 +76,20 @@ pub trait ClassifyExpiry: Send + Sync + 'static {
     fn classify_body(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> bool {
         let _ = (status, headers, body);
         false
+    }
+
+    /// Why the (complete, at most peek-limit sized) body rejects the token, if it does. The
+    /// layer asks this one; the default reads [`classify_body`](Self::classify_body) and calls
+    /// every rejection [`Rejection::Expired`]. Override it to tell an invalid token (wrong
+    /// kind, revoked, missing scope) from an expired one.
+    fn classify_rejection(
+        &self,
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Option<Rejection> {
+        self.classify_body(status, headers, body)
+            .then_some(Rejection::Expired)
     }
 }
 
@@ -131,16 +160,28 @@ impl DouyinExpiry {
     /// Whether a Douyin JSON body says the token has expired or is invalid. Malformed JSON,
     /// non-JSON and bodies without a code say "no". Never panics, whatever the bytes.
     pub fn body_means_expired(&self, body: &[u8]) -> bool {
-        let Some(codes) = peek_codes(body) else {
-            return false;
+        self.body_rejection(body).is_some()
+    }
+
+    /// Why a Douyin JSON body rejects the token, if it does: [`Rejection::Invalid`] for the
+    /// codes Douyin documents as "invalid token" ([`CodeKind::AccessTokenInvalid`]: 2190002,
+    /// 28001003, 40004), [`Rejection::Expired`] for every other expiry code or sub-code.
+    pub fn body_rejection(&self, body: &[u8]) -> Option<Rejection> {
+        let codes = peek_codes(body)?;
+        let kind = |c: i64| match CodeKind::of(c) {
+            CodeKind::AccessTokenInvalid => Rejection::Invalid,
+            _ => Rejection::Expired,
         };
-        let hit = |c: Option<i64>| c.is_some_and(|c| c != 0 && self.codes.contains(&c));
+        let hit = |c: Option<i64>| c.filter(|&c| c != 0 && self.codes.contains(&c)).map(kind);
         hit(codes.data_error_code)
-            || hit(codes.extra_error_code)
-            || hit(codes.err_no)
-            || codes
-                .extra_sub_error_code
-                .is_some_and(|c| c != 0 && self.sub_codes.contains(&c))
+            .or_else(|| hit(codes.extra_error_code))
+            .or_else(|| hit(codes.err_no))
+            .or_else(|| {
+                codes
+                    .extra_sub_error_code
+                    .filter(|&c| c != 0 && self.sub_codes.contains(&c))
+                    .map(|_| Rejection::Expired)
+            })
     }
 }
 
@@ -175,6 +216,15 @@ impl ClassifyExpiry for DouyinExpiry {
 
     fn classify_body(&self, _status: StatusCode, _headers: &HeaderMap, body: &[u8]) -> bool {
         self.body_means_expired(body)
+    }
+
+    fn classify_rejection(
+        &self,
+        _status: StatusCode,
+        _headers: &HeaderMap,
+        body: &[u8],
+    ) -> Option<Rejection> {
+        self.body_rejection(body)
     }
 }
 
@@ -410,6 +460,39 @@ mod tests {
         assert!(
             c.body_means_expired(br#"{"data":{},"extra":{"error_code":0,"sub_error_code":11002}}"#)
         );
+    }
+
+    #[test]
+    fn the_verdict_tells_an_invalid_token_from_an_expired_one() {
+        let c = DouyinExpiry::default();
+        let h = json_headers("application/json");
+        let verdict = |b: &str| c.classify_rejection(StatusCode::OK, &h, b.as_bytes());
+        for code in [2_190_002, 28_001_003, 40_004] {
+            let body = format!(r#"{{"data":{{"error_code":{code}}}}}"#);
+            assert_eq!(verdict(&body), Some(Rejection::Invalid), "{body}");
+        }
+        for code in [2_190_008, 10_008, 28_001_008] {
+            let body = format!(r#"{{"err_no":{code}}}"#);
+            assert_eq!(verdict(&body), Some(Rejection::Expired), "{body}");
+        }
+        let sub = r#"{"extra":{"error_code":0,"sub_error_code":11002}}"#;
+        assert_eq!(verdict(sub), Some(Rejection::Expired));
+        assert_eq!(verdict(r#"{"data":{"error_code":0}}"#), None);
+        // A classifier that only says yes or no calls every rejection "expired".
+        struct YesNo;
+        impl ClassifyExpiry for YesNo {
+            fn classify_head(&self, _: StatusCode, _: &HeaderMap) -> HeadVerdict {
+                HeadVerdict::PeekBody
+            }
+            fn classify_body(&self, _: StatusCode, _: &HeaderMap, body: &[u8]) -> bool {
+                body == b"no"
+            }
+        }
+        assert_eq!(
+            YesNo.classify_rejection(StatusCode::OK, &h, b"no"),
+            Some(Rejection::Expired)
+        );
+        assert_eq!(YesNo.classify_rejection(StatusCode::OK, &h, b"{}"), None);
     }
 
     #[test]

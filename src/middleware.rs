@@ -205,7 +205,8 @@ async fn classify<C: ClassifyExpiry>(
         && error.is_none()
         && shared
             .classifier
-            .classify_body(parts.status, &parts.headers, &contiguous(&frames));
+            .classify_rejection(parts.status, &parts.headers, &contiguous(&frames))
+            .is_some();
     let rest = if ended { None } else { Some(body) };
     let body = reqwest::Body::wrap(ResponseBody::replay(frames, error, rest));
     // `reqwest::Response::url` lives outside the `http` parts; carry it over.

@@ -4,7 +4,8 @@
 //! `WaitToken` waits for the one refresh in flight; `Buffer` reads a replayable body; `Send`
 //! awaits the first answer and classifies its head; `Peek` reads a JSON body for the
 //! classifier; `Refresh` waits for the new token after an expiry; `RetryReady`/`Retry` send the
-//! request once more; `Failed`/`Done` end it.
+//! request once more; `Failed`/`Done` end it. The file is one concern (the state machine) and
+//! reads best whole.
 
 use std::fmt;
 use std::future::Future;
@@ -382,13 +383,16 @@ where
                         return Poll::Ready(Err(Error::Protocol("response head missing".into())));
                     };
                     let rest = if ended { None } else { body.take() };
-                    let expired = ended
-                        && error.is_none()
-                        && this.shared.classifier.classify_body(
+                    let rejection = if ended && error.is_none() {
+                        this.shared.classifier.classify_rejection(
                             head.status,
                             &head.headers,
                             &contiguous(frames),
-                        );
+                        )
+                    } else {
+                        None
+                    };
+                    let expired = rejection.is_some();
                     let next = if expired {
                         on_expired(
                             this.cache.as_ref().unwrap_or(&this.shared.cache),
