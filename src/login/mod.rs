@@ -74,6 +74,7 @@ mod flow;
 mod hooks;
 mod key;
 mod page;
+mod routes;
 mod used;
 
 pub use self::error::{LoginConfigError, LoginError};
