@@ -26,7 +26,15 @@
 //! | `POST /oauth/access_token/` | form | code exchange: `act.…`, `rft.…`, `open_id`, `scope`, lifetimes |
 //! | `POST /oauth/refresh_token/` | form | same `act.…` with a later expiry if unexpired, a new one if expired; refresh token not extended |
 //! | `POST /oauth/renew_refresh_token/` | form | a new `rft.…`; the old one dies at once; at most 5 per authorisation |
-//! | `GET /platform/oauth/connect/` | — | 200 with the query parameters echoed (no consent page) |
+//! | `GET /platform/oauth/connect/` | query | the consent page (HTML): the app's `client_key`, the scopes, an account field, **Allow** (`#allow`) and **Deny** (`#deny`); an invalid request gets an error page (400) |
+//! | `POST /platform/oauth/connect/` | form (the page's) | Allow: `302` to `redirect_uri?code=…&state=…`; Deny: `302` to `redirect_uri?error=access_denied&error_description=…&state=…` |
+//!
+//! The consent page checks the request as Douyin does: `client_key` known (else 10003),
+//! `response_type=code` and a `redirect_uri` (else 2100005), `redirect_uri` `https://` or
+//! `http://` on a loopback host (else 10006). Allow issues a code as
+//! [`authorize`](MockDouyin::authorize) does, for the account typed on the page (default
+//! `mock-open-id-1`). What Douyin's page sends back on Deny is not documented (UNVERIFIED): the
+//! mock sends OAuth 2.0's `error=access_denied` (RFC 6749 4.1.2.1).
 //!
 //! Query parameters are read on every token endpoint; the body wins on conflicts. A body of the
 //! wrong kind (JSON to a form endpoint, form to the stable endpoint) is a parameter error, so a
@@ -110,6 +118,7 @@
 //! ```
 
 mod config;
+mod consent;
 mod handlers;
 mod ids;
 mod server;
