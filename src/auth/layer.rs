@@ -191,14 +191,14 @@ impl<C> DouyinAuthLayerBuilder<C> {
     /// The back-off after failed refreshes: starts at `floor`, doubles per failure, at most
     /// `cap` (with jitter, never below `floor`). A rate-limit answer from Douyin backs off for
     /// `cap` at once. Defaults: 1 second and 1 minute. A still-valid token keeps being sent
-    /// meanwhile; requests that have no valid token fail at once with [`Error::Backoff`].
+    /// meanwhile; requests that have no valid token fail at once with [`Error::Backoff`](crate::Error::Backoff).
     pub fn backoff(mut self, floor: Duration, cap: Duration) -> Self {
         self.config.backoff_floor = floor;
         self.config.backoff_cap = cap.max(floor);
         self
     }
 
-    /// How long one refresh may take before it fails with [`Error::RefreshTimeout`].
+    /// How long one refresh may take before it fails with [`Error::RefreshTimeout`](crate::Error::RefreshTimeout).
     /// Default: 30 seconds.
     pub fn refresh_timeout(mut self, timeout: Duration) -> Self {
         self.config.refresh_timeout = timeout;

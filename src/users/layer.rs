@@ -29,7 +29,7 @@ impl TokenSource for NoUser {
 }
 
 /// A tower [`Layer`] that attaches each request's user's token: the user is named by the
-/// [`OpenId`] request extension, and each user has a token slot of their own.
+/// [`OpenId`](crate::users::OpenId) request extension, and each user has a token slot of their own.
 ///
 /// A slot is the same cache as [`DouyinAuthLayer`]'s (arc-swapped, single-flight refresh,
 /// stale-while-refresh, retry once on expiry), so one user's refresh never blocks another
@@ -38,10 +38,10 @@ impl TokenSource for NoUser {
 /// map holds at most [`max_users`](UserTokenLayerBuilder::max_users) slots: when it is full,
 /// slots unused for the [idle timeout](UserTokenLayerBuilder::idle_timeout) are evicted, else
 /// the least recently used one. A slot in use (a request or a refresh holds it) or that its
-/// source keeps ([`UserSource::keep_slot`]; a [`StoredUser`] with a pair not yet written, or a
+/// source keeps ([`UserSource::keep_slot`]; a [`StoredUser`](crate::users::StoredUser) with a pair not yet written, or a
 /// fetch running) is not evicted; the map grows past its bound meanwhile.
 ///
-/// A request without [`OpenId`] fails with [`Error::MissingOpenId`]. Errors of a user's
+/// A request without [`OpenId`](crate::users::OpenId) fails with [`Error::MissingOpenId`]. Errors of a user's
 /// refresh are surfaced as [`Error::ReauthorizationRequired`], [`Error::Persist`] and
 /// [`Error::Store`] when those are behind them; others as from [`DouyinAuthLayer`].
 ///

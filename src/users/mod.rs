@@ -1,16 +1,16 @@
 //! Many Douyin users: the layer picks the user per request ([`OpenId`]), keeps one token slot
-//! per user, and refreshes each user's tokens from a [`TokenStore`] under a lease.
+//! per user, and refreshes each user's tokens from a [`TokenStore`](crate::store::TokenStore) under a lease.
 //!
 //! - [`UserTokenLayer`] / [`DouyinUserAuth`]: the per-user layer and its service. Each request
 //!   names its user with an [`OpenId`] request extension; each user has a cache slot of their
-//!   own (the same arc-swapped cache as [`DouyinAuthLayer`]), with its own
+//!   own (the same arc-swapped cache as [`DouyinAuthLayer`](crate::DouyinAuthLayer)), with its own
 //!   single-flight refresh, so one user's refresh never blocks another's requests. The slot map
 //!   is bounded: idle slots are evicted first, then the least recently used.
-//! - [`StoredUsers`] / [`StoredUser`]: each user's tokens come from a [`TokenStore`] (your
+//! - [`StoredUsers`] / [`StoredUser`]: each user's tokens come from a [`TokenStore`](crate::store::TokenStore) (your
 //!   database, Redis or memory) and go back to it: a refreshed pair is written to the store
 //!   before it is used, under the user's lease, so two instances never refresh or renew one
 //!   user at the same time (renewal kills the old refresh token at once).
-//! - [`UserSource`]: how the layer gets a [`TokenSource`] for a user; implement it (or pass a
+//! - [`UserSource`]: how the layer gets a [`TokenSource`](crate::TokenSource) for a user; implement it (or pass a
 //!   closure) to plug in your own.
 //!
 //! ```

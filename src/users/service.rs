@@ -20,7 +20,7 @@ use crate::body::{ReplayBody, ResponseBody};
 use crate::error::{BoxError, Error};
 use crate::expiry::{ClassifyExpiry, DouyinExpiry};
 
-/// The service [`UserTokenLayer`] makes: [`DouyinAuth`](crate::DouyinAuth) with the token of
+/// The service [`UserTokenLayer`](crate::users::UserTokenLayer) makes: [`DouyinAuth`](crate::DouyinAuth) with the token of
 /// each request's user ([`OpenId`]). The inner service must be `Clone`, as for `DouyinAuth`.
 pub struct DouyinUserAuth<S, C = DouyinExpiry> {
     pub(crate) inner: S,

@@ -5,7 +5,7 @@ use crate::source::TokenSource;
 /// Makes the [`TokenSource`] of one user, when the per-user layer first sees them (or sees
 /// them again after their slot was evicted).
 ///
-/// [`StoredUsers`] is the ready-made one; a closure `Fn(&str) -> impl TokenSource` works too.
+/// [`StoredUsers`](crate::users::StoredUsers) is the ready-made one; a closure `Fn(&str) -> impl TokenSource` works too.
 pub trait UserSource: Send + Sync + 'static {
     /// The source type.
     type Source: TokenSource;

@@ -76,7 +76,7 @@ impl<C: HttpClient, St: TokenStore> Drop for Fetching<C, St> {
     }
 }
 
-/// One user's tokens from a [`TokenStore`]; made by [`StoredUsers`].
+/// One user's tokens from a [`TokenStore`]; made by [`StoredUsers`](crate::users::StoredUsers).
 ///
 /// Each [`fetch`](TokenSource::fetch):
 /// 1. reads the store: a pair that another instance wrote (not the one handed out last) with

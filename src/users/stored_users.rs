@@ -42,7 +42,7 @@ pub(crate) struct UsersConfig<C, St> {
 ///
 /// Store a user's tokens with [`save`](Self::save) after the OAuth code exchange; from then on
 /// each user's [`StoredUser`] source reads them from the store, refreshes the access token
-/// (and renews the refresh token before it dies, as [`UserTokens`] does) under the user's
+/// (and renews the refresh token before it dies, as [`UserTokens`](crate::douyin::UserTokens) does) under the user's
 /// lease, and writes every new pair to the store before it is used. Keys are
 /// `user:<open_id>`, never a secret.
 ///
@@ -157,7 +157,7 @@ impl<C, St: TokenStore> StoredUsers<C, St> {
     }
 
     /// Renews a refresh token that has less than `window` left at a refresh
-    /// (default [`DEFAULT_RENEW_WINDOW`]); see [`UserTokens::renew_window`].
+    /// (default [`DEFAULT_RENEW_WINDOW`]); see [`UserTokens::renew_window`](crate::douyin::UserTokens::renew_window).
     #[must_use]
     pub fn renew_window(self, window: Duration) -> Self
     where
