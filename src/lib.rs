@@ -64,6 +64,10 @@
 //! | `axum` | no | [`ReplayBody`] for `axum::body::Body` (axum 0.8), so the layer stacks on a hyper-util `Client<_, axum::body::Body>`; [`login::DouyinLogin`], the drop-in "log in with Douyin" router |
 //! | `tonic` | no | [`ReplayBody`] for `tonic::body::Body` (tonic 0.14), so the layer stacks on a tonic `Channel` |
 //! | `reqwest-middleware` | no | `DouyinAuthMiddleware`, the same cache and classifier as a `reqwest_middleware::Middleware` (reqwest-middleware 0.5, reqwest 0.13) |
+//! | `redis` | no | `store::RedisStore`: one client token and each user's tokens shared by a fleet through Redis (single node or cluster) |
+//! | `postgres` | no | `store::PostgresStore`: user tokens kept for good in PostgreSQL, leases on the database's clock (sqlx 0.8) |
+//! | `test-util` | no | `store::testing`: the conformance kit that runs the whole `TokenStore` contract against your store |
+//! | `webhook` | no | `webhook::VerifyWebhookLayer`, `webhook::VerifySpiLayer`: Douyin's webhooks and SPI calls, verified before any handler |
 //!
 //! Supported versions: hyper 1 with hyper-util 0.1, tower 0.5, axum 0.8 (axum-core 0.5),
 //! tonic 0.14, reqwest-middleware 0.5 with reqwest 0.13. The minimum Rust version is 1.85.
@@ -192,12 +196,47 @@
 //! - retries are on ([`DouyinAuthLayerBuilder::retry_on_expiry`]) and the request carries no
 //!   [`NoRetry`] extension.
 //!
-//! Before the second attempt the rejected token is dropped from the cache, unless a newer one
-//! already replaced it, and the request waits for the one refresh in flight (started if none
-//! is). The second answer reaches the caller whatever it says: never a third attempt. When the
-//! request cannot be replayed, the expired answer reaches the caller intact and the token is
-//! still dropped, so the next request gets a new one. The caller always reads the response
-//! body byte for byte as the server sent it, even when the layer looked into it.
+//! - a token other than the rejected one can be had (a different secret, compared byte for
+//!   byte, not only a generation): one already in the cache, or the one refresh in flight, or
+//!   a refresh started now, in which the source is told which token was rejected
+//!   ([`TokenSource::fetch_replacing`]; [`douyin::ClientCredentials`] then asks the classic
+//!   endpoint once when the stable one hands the same token back).
+//!
+//! The second answer reaches the caller whatever it says: never a third attempt. When the
+//! request cannot be sent again (not replayable, no new token, the refresh failed, the cache
+//! is backing off), the caller gets the first answer as the server sent it (status, headers,
+//! body byte for byte) and the refresh failure is logged; the rejected token is still dropped
+//! (a refresh starts for the next requests). Rejections cannot drive a refresh per request: a
+//! token that a rejection's refresh brought and that is rejected again within the minimum
+//! refresh interval (six times it for an "invalid" answer, [`expiry::Rejection::Invalid`])
+//! drives no further one ([`DouyinAuthLayerBuilder::min_refresh_interval`]).
+//!
+//! A replayable body is read before the token is taken, so a slow body never carries a token
+//! past its expiry; a body that ends with trailers is sent once, as it came. A JSON answer is
+//! peeked at up to the peek limit and the peek timeout (5 s): a stalled body is handed over
+//! unclassified, the bytes read so far in front of the rest.
+//!
+//! # Refresh and back-off
+//!
+//! One fetch runs per cache at a time, always: requests give up waiting at the refresh timeout
+//! (30 s), the fetch runs on to its end and its token is used. A stale token (inside the
+//! refresh margin) is served while one background refresh runs; a token inside its expiry
+//! margin is never sent. After failures:
+//!
+//! ```text
+//! t = 0      a request, no token: fetch #1 ─────────────── fails (Douyin down)
+//!            back-off 1 s (floor; doubles per failure up to the cap, 60 s; while no token is
+//!            usable at most the refresh timeout, 30 s)
+//! t = 0.5 s  a request, no token: waits for the next attempt (it is within 30 s)
+//! t = 1 s    fetch #2 ───── fails; both waiting requests get that error; back-off 1-2 s
+//! t ≤ 3 s    fetch #3 ───── Douyin is back: the token; every waiting request is sent with it
+//! ...        a rate-limit answer (10020) backs off for the whole cap: a request without a
+//!            token then fails at once with Error::Backoff (the next attempt is over 30 s away)
+//! after 2 min without a failure the count starts again from the floor
+//! ```
+//!
+//! A background refresh of a still-valid token backs off the same way (up to the cap, 60 s)
+//! while the valid token keeps being sent.
 //!
 //! # Tracing
 //!
@@ -272,4 +311,3 @@ pub use token::Token;
 #[cfg(feature = "webhook")]
 #[cfg_attr(docsrs, doc(cfg(feature = "webhook")))]
 pub use webhook::{VerifySpiLayer, VerifyWebhookLayer};
-

@@ -11,6 +11,7 @@ use reqwest_middleware::{Middleware, Next};
 use crate::auth::options::Shared;
 use crate::auth::peek::Peek;
 use crate::auth::placement::TokenPlacement;
+use crate::auth::targets::Targets;
 use crate::auth::{DouyinAuthLayer, NoRetry};
 use crate::body::{contiguous, ResponseBody};
 use crate::cache::{AfterRejection, Ready};
@@ -103,6 +104,52 @@ impl<C> DouyinAuthMiddleware<C> {
     }
 }
 
+impl<C> DouyinAuthMiddleware<C> {
+    /// A redirect policy for the `reqwest::Client` below the middleware that never lets the
+    /// token leave the allowed hosts.
+    ///
+    /// reqwest follows redirects by default and copies the request's headers to the next hop,
+    /// dropping only `Authorization`, `Cookie` and their kin on a cross-host hop: the
+    /// `access-token` header would go to wherever a `Location` points. With this policy a hop
+    /// is followed only to a target the middleware would send the token to itself (the
+    /// allowed hosts over HTTPS, loopback), at most ten hops; any other redirect is not
+    /// followed and the 3xx answer reaches the caller. reqwest sets the policy when the client
+    /// is built, so give it there:
+    ///
+    /// ```no_run
+    /// # fn demo(source: douyin_auth::StaticToken) -> Result<(), reqwest::Error> {
+    /// let douyin = douyin_auth::DouyinAuthMiddleware::new(source);
+    /// let http = reqwest::Client::builder()
+    ///     .redirect(douyin.redirect_policy())
+    ///     .build()?;
+    /// let client = reqwest_middleware::ClientBuilder::new(http).with(douyin).build();
+    /// # drop(client); Ok(()) }
+    /// ```
+    ///
+    /// Without it, the middleware still checks where the answer came from: an answer from a
+    /// host off the list (the client followed a redirect there, with the token) is refused
+    /// with [`Error::DisallowedTarget`](crate::Error::DisallowedTarget) and a warning, so the
+    /// caller never takes it for Douyin's.
+    pub fn redirect_policy(&self) -> reqwest::redirect::Policy {
+        let targets = self.shared.targets.clone();
+        reqwest::redirect::Policy::custom(move |attempt| {
+            if attempt.previous().len() >= 10 {
+                return attempt.error("too many redirects");
+            }
+            if check_url(&targets, attempt.url()).is_ok() {
+                attempt.follow()
+            } else {
+                tracing::warn!(
+                    target: "douyin_auth",
+                    host = attempt.url().host_str().unwrap_or(""),
+                    "a redirect off the allowed hosts was not followed (it would carry the token)"
+                );
+                attempt.stop()
+            }
+        })
+    }
+}
+
 impl<C> From<&DouyinAuthLayer<C>> for DouyinAuthMiddleware<C> {
     fn from(layer: &DouyinAuthLayer<C>) -> Self {
         Self::from_layer(layer)
@@ -115,7 +162,11 @@ fn middleware_error(e: Error) -> reqwest_middleware::Error {
 
 /// Checks the request's target against the allowed hosts, as the layer does.
 fn check_target<C>(shared: &Shared<C>, req: &Request) -> Result<(), Error> {
-    let url = req.url();
+    check_url(&shared.targets, req.url())
+}
+
+/// Checks a URL against the allowed hosts.
+fn check_url(targets: &Targets, url: &reqwest::Url) -> Result<(), Error> {
     let host = url.host_str().unwrap_or_default();
     // Only scheme and authority matter to the check; the path and query (which may hold
     // anything) are never parsed or reported.
@@ -126,7 +177,7 @@ fn check_target<C>(shared: &Shared<C>, req: &Request) -> Result<(), Error> {
     let uri: http::Uri = authority.parse().map_err(|_| Error::DisallowedTarget {
         target: format!("{}://{host}", url.scheme()),
     })?;
-    shared.targets.check(&uri)
+    targets.check(&uri)
 }
 
 /// Puts the token where the layer is configured to put it.
@@ -217,6 +268,7 @@ impl<C: ClassifyExpiry> Middleware for DouyinAuthMiddleware<C> {
         };
         attach(shared, &mut req, &ready).map_err(middleware_error)?;
         let res = scrub(shared, next.clone().run(req, extensions).await)?;
+        arrived_from_allowed(shared, &res).map_err(middleware_error)?;
         let (rejection, res) = classify(shared, res).await.map_err(middleware_error)?;
         let Some(rejection) = rejection else {
             return Ok(res);
@@ -248,8 +300,22 @@ impl<C: ClassifyExpiry> Middleware for DouyinAuthMiddleware<C> {
             generation = ready.generation,
             "retry sent"
         );
-        scrub(shared, next.run(again, extensions).await)
+        let res = scrub(shared, next.run(again, extensions).await)?;
+        arrived_from_allowed(shared, &res).map_err(middleware_error)?;
+        Ok(res)
     }
+}
+
+/// Refuses an answer that came from a host the token must not go to: the client below followed
+/// a redirect there (see [`DouyinAuthMiddleware::redirect_policy`]).
+fn arrived_from_allowed<C>(shared: &Shared<C>, res: &Response) -> Result<(), Error> {
+    check_url(&shared.targets, res.url()).inspect_err(|_| {
+        tracing::warn!(
+            target: "douyin_auth",
+            host = res.url().host_str().unwrap_or(""),
+            "the client followed a redirect off the allowed hosts with the token; build it with DouyinAuthMiddleware::redirect_policy()"
+        );
+    })
 }
 
 /// With the token in the query, reqwest's errors would print it as part of their URL: drop

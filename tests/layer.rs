@@ -544,6 +544,15 @@ async fn a_refresh_that_times_out_still_runs_to_completion_and_its_token_is_used
         0
     );
 
+    // Requests between the timeout and the late answer wait for the same fetch (and give up
+    // on time): none starts another beside it.
+    for _ in 0..3 {
+        advance(Duration::from_secs(2)).await;
+        let err = svc.clone().oneshot(req("between")).await.unwrap_err();
+        assert!(matches!(err, Error::RefreshTimeout(_)), "{err:?}");
+        assert_eq!(source.fetches(), 1, "one fetch in flight");
+    }
+
     // The source answers late: its token (perhaps bought with a consumed refresh token) is
     // not thrown away but published, and used without another fetch.
     gate.add_permits(1);

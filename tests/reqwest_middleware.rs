@@ -266,3 +266,57 @@ async fn with_the_token_in_the_query_a_transport_error_does_not_print_it() {
     let shown = format!("{err} {err:?}");
     assert!(!shown.contains("QUERY-SECRET"), "{shown}");
 }
+
+#[path = "support/redirects.rs"]
+mod redirects;
+
+fn redirect_middleware() -> DouyinAuthMiddleware {
+    DouyinAuthMiddleware::from_layer(
+        &DouyinAuthLayer::builder(douyin_auth::StaticToken::new("clt.secret-token"))
+            .allow_host("api.test")
+            .allow_insecure_http(true)
+            .build(),
+    )
+}
+
+/// With the middleware's redirect policy, reqwest does not follow a redirect off the allowed
+/// hosts: the token never reaches the other host, and the 3xx reaches the caller.
+#[tokio::test]
+async fn with_the_redirect_policy_the_token_never_follows_a_redirect_elsewhere() {
+    let pair = redirects::RedirectPair::start("evil.test").await;
+    let mw = redirect_middleware();
+    let http = reqwest::Client::builder()
+        .redirect(mw.redirect_policy())
+        .resolve("api.test", pair.api)
+        .resolve("evil.test", pair.evil)
+        .build()
+        .unwrap();
+    let client = ClientBuilder::new(http).with(mw).build();
+    let url = format!("http://api.test:{}/x", pair.api.port());
+    let res = client.get(&url).send().await.unwrap();
+    assert_eq!(res.status(), 302);
+    assert!(pair.reached_evil.lock().unwrap().is_empty());
+}
+
+/// Without the policy (reqwest's default follows), the middleware refuses the answer that
+/// came from elsewhere, so the caller never takes it for Douyin's.
+#[tokio::test]
+async fn without_the_policy_an_answer_from_another_host_is_refused() {
+    let pair = redirects::RedirectPair::start("evil.test").await;
+    let http = reqwest::Client::builder()
+        .resolve("api.test", pair.api)
+        .resolve("evil.test", pair.evil)
+        .build()
+        .unwrap();
+    let client = ClientBuilder::new(http).with(redirect_middleware()).build();
+    let url = format!("http://api.test:{}/x", pair.api.port());
+    let err = client.get(&url).send().await.unwrap_err();
+    let douyin = match &err {
+        reqwest_middleware::Error::Middleware(e) => e.downcast_ref::<douyin_auth::Error>(),
+        _ => None,
+    };
+    assert!(
+        matches!(douyin, Some(douyin_auth::Error::DisallowedTarget { .. })),
+        "{err:?}"
+    );
+}

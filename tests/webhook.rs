@@ -813,7 +813,10 @@ async fn rejections_are_traced_with_their_reason_and_without_the_secret() {
             move || log.clone()
         })
         .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    // Global, not per thread: tracing caches whether a call site is wanted across threads,
+    // so a per-thread subscriber misses the events of call sites another test hit first.
+    tracing::subscriber::set_global_default(subscriber).unwrap();
+    tracing::callsite::rebuild_interest_cache();
 
     let app = webhook_app(Seen::default(), VerifyWebhookLayer::new(SECRET));
     let mut forged = in_process(EVENT, "msg-t");

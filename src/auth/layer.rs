@@ -161,6 +161,16 @@ impl<C> DouyinAuthLayerBuilder<C> {
     /// How long before expiry a token counts as stale: it is still sent, and one background
     /// refresh starts. Default: 10 minutes. For a token that lives less than twice this long,
     /// half its lifetime is used instead.
+    ///
+    /// Whatever the margins, a token is stale no later than its expiry margin begins: with a
+    /// refresh margin smaller than the expiry margin, the refresh starts where the expiry
+    /// margin does, and no token is ever sent inside its expiry margin.
+    ///
+    /// A refresh that hands back the token already cached (the same secret: Douyin's stable
+    /// client-token endpoint does until the token expires, as a user-token refresh does
+    /// before) cannot buy a newer one: that token is then served until its real expiry (never
+    /// after it) and the next refresh planned for that moment, so a token lifetime costs at
+    /// most two token calls and requests at its end wait for one call at most.
     pub fn refresh_margin(mut self, margin: Duration) -> Self {
         self.config.refresh_margin = margin;
         self
@@ -168,7 +178,10 @@ impl<C> DouyinAuthLayerBuilder<C> {
 
     /// How long before its real expiry a token counts as expired and is no longer sent
     /// (slack for clock drift and network time). Default: 30 seconds; at most a quarter of a
-    /// token's lifetime is used.
+    /// token's lifetime is used. The one exception: a token the source handed back unchanged
+    /// (see [`refresh_margin`](Self::refresh_margin)) is sent until its real expiry, since no
+    /// newer one exists before it; an "expired" answer at that very edge is retried with the
+    /// new token.
     pub fn expiry_margin(mut self, margin: Duration) -> Self {
         self.config.expiry_margin = margin;
         self
@@ -183,6 +196,12 @@ impl<C> DouyinAuthLayerBuilder<C> {
 
     /// The least time between a refresh and the next background refresh, so that a source
     /// returning short-lived tokens cannot cause a refresh storm. Default: 10 seconds.
+    ///
+    /// It also bounds the refreshes that rejections drive: a token that came from such a
+    /// refresh and is rejected again within this interval (six times it for an "invalid"
+    /// answer) drives no further refresh; the token is kept, the caller gets the server's
+    /// answer and a warning names the path. So an API that rejects every token (wrong token
+    /// kind, missing scope) costs no token call per request.
     pub fn min_refresh_interval(mut self, interval: Duration) -> Self {
         self.config.min_refresh_interval = interval;
         self
@@ -190,16 +209,27 @@ impl<C> DouyinAuthLayerBuilder<C> {
 
     /// The back-off after failed refreshes: starts at `floor`, doubles per failure, at most
     /// `cap` (with jitter, never below `floor`). A rate-limit answer from Douyin backs off for
-    /// `cap` at once. Defaults: 1 second and 1 minute. A still-valid token keeps being sent
-    /// meanwhile; requests that have no valid token fail at once with [`Error::Backoff`](crate::Error::Backoff).
+    /// `cap` at once. Defaults: 1 second and 1 minute. The failure count starts again after a
+    /// quiet period of twice `cap` without a failure.
+    ///
+    /// A still-valid token keeps being sent meanwhile (background refreshes back off up to
+    /// `cap`). While no token is usable the back-off is at most the refresh timeout, and a
+    /// request waits for the next attempt and gets its outcome; only when that attempt is
+    /// further away than the refresh timeout (a rate-limit answer's `cap`) does a request
+    /// fail at once with [`Error::Backoff`](crate::Error::Backoff). See the crate docs'
+    /// "Refresh and back-off" for a timeline.
     pub fn backoff(mut self, floor: Duration, cap: Duration) -> Self {
         self.config.backoff_floor = floor;
         self.config.backoff_cap = cap.max(floor);
         self
     }
 
-    /// How long one refresh may take before it fails with [`Error::RefreshTimeout`](crate::Error::RefreshTimeout).
-    /// Default: 30 seconds.
+    /// How long a request waits for a refresh before it fails with
+    /// [`Error::RefreshTimeout`](crate::Error::RefreshTimeout). Default: 30 seconds.
+    ///
+    /// The refresh itself is not cut short (a refresh token Douyin consumed must not be lost):
+    /// it stays the one fetch in flight until it ends, and its token is used then; later
+    /// requests wait for that same fetch. A fetch that hangs ten times this long is abandoned.
     pub fn refresh_timeout(mut self, timeout: Duration) -> Self {
         self.config.refresh_timeout = timeout;
         self

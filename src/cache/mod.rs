@@ -6,6 +6,18 @@
 //! service last read it), one clock read and one `HeaderValue` clone: no lock, no allocation.
 //! Everything else (refresh, waiting, failure book-keeping) happens on the refresh path under
 //! a `std` mutex that the hot path never touches.
+//!
+//! The rules it keeps (the crate docs' "Refresh and back-off" has a timeline):
+//! - one fetch in flight, always: the flight ends when the fetch does, not when waiters give up
+//!   at the refresh timeout;
+//! - `stale_at <= usable_until` for every token, so the fast path never serves a token inside
+//!   its expiry margin; a token handed back unchanged is usable to its real expiry, with the
+//!   next refresh planned then;
+//! - a rejection ([`TokenCache::rejected`]) retries only with another secret, tells the source
+//!   which token was rejected, and is bounded for replacements that are rejected again;
+//! - back-off: exponential from the floor to the cap for background refreshes; at most the
+//!   refresh timeout while no token is usable, so a request waits for the next attempt; the
+//!   cap for a rate-limit answer; the failure count starts again after twice the cap of quiet.
 
 mod backoff;
 mod config;

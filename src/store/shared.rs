@@ -417,8 +417,11 @@ impl<T: TokenSource, St: TokenStore> Inner<T, St> {
         }
     }
 
-    async fn alone(&self) -> Result<Token, BoxError> {
-        let token = self.source.fetch().await?;
+    async fn alone(&self, rejected: Option<&Token>) -> Result<Token, BoxError> {
+        let token = match rejected {
+            Some(r) => self.source.fetch_replacing(r).await?,
+            None => self.source.fetch().await?,
+        };
         Ok(self.hand_out(token))
     }
 
@@ -440,7 +443,7 @@ impl<T: TokenSource, St: TokenStore> Inner<T, St> {
 }
 
 impl<T: TokenSource, St: TokenStore> SharedSource<T, St> {
-    async fn fetch_shared(&self) -> Result<Token, BoxError> {
+    async fn fetch_shared(&self, rejected: Option<&Token>) -> Result<Token, BoxError> {
         let inner = &self.inner;
         // Before the cache's refresh timeout, so the fallback below gets to run.
         let give_up = crate::token::deadline(Instant::now(), inner.max_wait);
@@ -448,7 +451,7 @@ impl<T: TokenSource, St: TokenStore> SharedSource<T, St> {
             match inner.step().await {
                 Err((op, e)) => {
                     inner.store_failed(op, &e);
-                    return inner.alone().await;
+                    return inner.alone(rejected).await;
                 }
                 Ok(Step::Adopted(t)) => {
                     inner.store_ok();
@@ -457,13 +460,13 @@ impl<T: TokenSource, St: TokenStore> SharedSource<T, St> {
                 }
                 Ok(Step::Leased(lease)) => {
                     inner.store_ok();
-                    return self.fetch_leased(lease).await;
+                    return self.fetch_leased(lease, rejected).await;
                 }
                 Ok(Step::Wait) => {
                     inner.store_ok();
                     if Instant::now() >= give_up {
                         tracing::warn!(target: "douyin_auth", key = %inner.key, "no token appeared in the store while another instance held the lease; fetching on our own");
-                        return inner.alone().await;
+                        return inner.alone(rejected).await;
                     }
                     tokio::time::sleep(jittered(inner.poll)).await;
                 }
@@ -471,7 +474,11 @@ impl<T: TokenSource, St: TokenStore> SharedSource<T, St> {
         }
     }
 
-    async fn fetch_leased(&self, lease: Lease) -> Result<Token, BoxError> {
+    async fn fetch_leased(
+        &self,
+        lease: Lease,
+        rejected: Option<&Token>,
+    ) -> Result<Token, BoxError> {
         let inner = &self.inner;
         let guard = LeaseGuard {
             store: Arc::clone(&inner.store),
@@ -486,7 +493,11 @@ impl<T: TokenSource, St: TokenStore> SharedSource<T, St> {
             }
         }
         tracing::debug!(target: "douyin_auth", key = %inner.key, "lease taken; fetching a token");
-        let token = match inner.source.fetch().await {
+        let fetched = match rejected {
+            Some(r) => inner.source.fetch_replacing(r).await,
+            None => inner.source.fetch().await,
+        };
+        let token = match fetched {
             Ok(t) => t,
             Err(e) => {
                 guard.release(inner.store_timeout).await;
@@ -525,7 +536,14 @@ impl<T: TokenSource, St: TokenStore> SharedSource<T, St> {
 
 impl<T: TokenSource, St: TokenStore> TokenSource for SharedSource<T, St> {
     fn fetch(&self) -> impl std::future::Future<Output = Result<Token, BoxError>> + Send {
-        self.fetch_shared()
+        self.fetch_shared(None)
+    }
+
+    fn fetch_replacing(
+        &self,
+        rejected: &Token,
+    ) -> impl std::future::Future<Output = Result<Token, BoxError>> + Send {
+        self.fetch_shared(Some(rejected))
     }
 }
 
