@@ -218,16 +218,12 @@ impl DouyinExpiry {
             }
         };
         let hit = |c: Option<i64>| c.filter(|&c| c != 0 && self.codes.contains(&c)).map(kind);
-        codes
-            .in_order()
-            .into_iter()
-            .find_map(hit)
-            .or_else(|| {
-                codes
-                    .extra_sub_error_code
-                    .filter(|&c| c != 0 && self.sub_codes.contains(&c))
-                    .map(|_| Rejection::Expired)
-            })
+        codes.in_order().into_iter().find_map(hit).or_else(|| {
+            codes
+                .extra_sub_error_code
+                .filter(|&c| c != 0 && self.sub_codes.contains(&c))
+                .map(|_| Rejection::Expired)
+        })
     }
 }
 

@@ -247,7 +247,8 @@ pub mod users;
 
 pub use auth::{
     DouyinAuth, DouyinAuthLayer, DouyinAuthLayerBuilder, NoRetry, TokenPlacement,
-    ACCESS_TOKEN_HEADER, DEFAULT_HOSTS, DEFAULT_PEEK_LIMIT, DEFAULT_REPLAY_LIMIT,
+    ACCESS_TOKEN_HEADER, ACCESS_TOKEN_UNDERSCORE_HEADER, DEFAULT_HOSTS, DEFAULT_PEEK_LIMIT,
+    DEFAULT_REPLAY_LIMIT, X_TOKEN_HEADER,
 };
 pub use body::{ReplayBody, ResponseBody};
 pub use error::{BoxError, DouyinError, Error, SharedError};

@@ -12,7 +12,24 @@ use crate::error::Error;
 /// The header Douyin reads the token from.
 pub const ACCESS_TOKEN_HEADER: HeaderName = HeaderName::from_static("access-token");
 
+/// The `access_token` header (with an underscore), which some APIs read instead: the official
+/// SDK sends `/oauth/userinfo/`, `/auth/entity/…`, `developer-product.zijieapi.com` and the
+/// mini-game storage APIs that way.
+pub const ACCESS_TOKEN_UNDERSCORE_HEADER: HeaderName = HeaderName::from_static("access_token");
+
+/// The `X-Token` header of the live-interactive card and tag APIs on `webcast.bytedance.com`
+/// (`/api/card/…`, `/api/v2/tags/…`).
+pub const X_TOKEN_HEADER: HeaderName = HeaderName::from_static("x-token");
+
 /// Where the token goes on each request.
+///
+/// | placement | who reads it there |
+/// | --- | --- |
+/// | [`Header`](Self::Header)`(`[`ACCESS_TOKEN_HEADER`]`)`, the default | most of Douyin's APIs (the official SDK sends 428 of its methods so) |
+/// | [`access_token_underscore`](Self::access_token_underscore) | `/oauth/userinfo/`, `/auth/entity/…`, mini-game storage, `developer-product.zijieapi.com` |
+/// | [`x_token`](Self::x_token) | live-interactive card and tag APIs |
+/// | [`query`](Self::query) | older APIs documented with an `access_token` query parameter |
+/// | [`Bearer`](Self::Bearer) | not Douyin: your own services |
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TokenPlacement {
@@ -31,6 +48,21 @@ impl Default for TokenPlacement {
 }
 
 impl TokenPlacement {
+    /// The `access_token` header, with an underscore ([`ACCESS_TOKEN_UNDERSCORE_HEADER`]).
+    pub fn access_token_underscore() -> Self {
+        Self::Header(ACCESS_TOKEN_UNDERSCORE_HEADER)
+    }
+
+    /// The `X-Token` header ([`X_TOKEN_HEADER`]).
+    pub fn x_token() -> Self {
+        Self::Header(X_TOKEN_HEADER)
+    }
+
+    /// The `access_token` query parameter of older APIs.
+    pub fn query() -> Self {
+        Self::Query(Cow::Borrowed("access_token"))
+    }
+
     pub(crate) fn header_format(&self) -> HeaderFormat {
         match self {
             TokenPlacement::Bearer => HeaderFormat::Bearer,

@@ -203,7 +203,12 @@ mod tests {
         assert_eq!(CodeKind::of(40_002), CodeKind::Other);
         assert!(expiry_codes(Family::MiniApp).contains(&40_002));
         assert!(!expiry_codes(Family::LiveTools).contains(&40_002));
-        for f in [Family::OpenApi, Family::MiniApp, Family::MiniGame, Family::LiveTools] {
+        for f in [
+            Family::OpenApi,
+            Family::MiniApp,
+            Family::MiniGame,
+            Family::LiveTools,
+        ] {
             for &c in expiry_codes(f) {
                 assert!(CodeKind::of_in(f, c).is_token_expiry(), "{f:?} {c}");
             }

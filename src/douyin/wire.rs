@@ -621,7 +621,10 @@ mod tests {
     #[test]
     fn mini_app_and_mini_game_token_answers() {
         let r = parse_token_response(MINI_APP_OK.as_bytes()).unwrap();
-        assert_eq!(r.require_access("/x").unwrap(), ("0801121SECRET", Duration::from_secs(7200)));
+        assert_eq!(
+            r.require_access("/x").unwrap(),
+            ("0801121SECRET", Duration::from_secs(7200))
+        );
         let r = parse_token_response(MINI_GAME_OK.as_bytes()).unwrap();
         assert_eq!(r.expires_in(), Some(Duration::from_secs(7200)));
         assert_eq!(r.expires_at_unix(), Some(1_700_007_200));
@@ -645,17 +648,40 @@ mod tests {
         )
         .unwrap_err();
         let d = e.douyin().unwrap();
-        assert_eq!((d.code(), d.description()), (2_190_002, "access_token invalid"));
+        assert_eq!(
+            (d.code(), d.description()),
+            (2_190_002, "access_token invalid")
+        );
     }
 
     #[test]
     fn every_sdk_error_place_is_read() {
         for (body, code, text) in [
-            (r#"{"errcode":40004,"errmsg":"access token 不合法"}"#, 40_004, "access token 不合法"),
-            (r#"{"errno":"10013","message":"bad key"}"#, 10_013, "bad key"),
-            (r#"{"error":2100004,"errmsg":"busy","message":"x"}"#, 2_100_004, "busy"),
-            (r#"{"err":{"err_code":"28001005","err_msg":"busy"},"log_id":"L"}"#, 28_001_005, "busy"),
-            (r#"{"error_code":"10020","message":"limit"}"#, 10_020, "limit"),
+            (
+                r#"{"errcode":40004,"errmsg":"access token 不合法"}"#,
+                40_004,
+                "access token 不合法",
+            ),
+            (
+                r#"{"errno":"10013","message":"bad key"}"#,
+                10_013,
+                "bad key",
+            ),
+            (
+                r#"{"error":2100004,"errmsg":"busy","message":"x"}"#,
+                2_100_004,
+                "busy",
+            ),
+            (
+                r#"{"err":{"err_code":"28001005","err_msg":"busy"},"log_id":"L"}"#,
+                28_001_005,
+                "busy",
+            ),
+            (
+                r#"{"error_code":"10020","message":"limit"}"#,
+                10_020,
+                "limit",
+            ),
         ] {
             let e = parse_token_response(body.as_bytes()).unwrap_err();
             let d = e.douyin().unwrap_or_else(|| panic!("{body}: {e:?}"));
