@@ -46,7 +46,8 @@
 //!     .layer(DouyinAuthLayer::new(source))
 //!     .service(Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>());
 //!
-//! let url = format!("{}/data/external/user/fans/?open_id=OPEN_ID", mock.base_url());
+//! // A client-token API (user APIs such as /data/external/user/fans/ take a user token).
+//! let url = format!("{}/data/extern/billboard/hot_video/", mock.base_url());
 //! let answer = client.oneshot(http::Request::get(url).body(Full::default())?).await?;
 //! let body = answer.into_body().collect().await?.to_bytes();
 //! assert!(body.starts_with(br#"{"data":{"description":"","error_code":0"#));
@@ -96,7 +97,7 @@
 //! type Douyin = DouyinAuth<Client<HttpConnector, axum::body::Body>>;
 //!
 //! async fn fans(State(douyin): State<Douyin>) -> axum::response::Response {
-//!     let request = http::Request::get("https://open.douyin.com/data/external/user/fans/")
+//!     let request = http::Request::get("https://open.douyin.com/data/extern/billboard/hot_video/")
 //!         .body(axum::body::Body::empty())
 //!         .expect("a valid request");
 //!     match douyin.oneshot(request).await {
@@ -170,7 +171,7 @@
 //!     .with(DouyinAuthMiddleware::new(source))
 //!     .build();
 //! let answer = client
-//!     .get("https://open.douyin.com/data/external/user/fans/?open_id=OPEN_ID")
+//!     .get("https://open.douyin.com/data/extern/billboard/hot_video/")
 //!     .send()
 //!     .await?;
 //! # drop(answer); Ok(()) }

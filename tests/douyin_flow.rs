@@ -47,7 +47,7 @@ async fn client_token_is_fetched_once_for_many_concurrent_calls() {
     let source =
         ClientCredentials::new(mock.client_key(), mock.client_secret()).base_url(mock.base_url());
     let svc = DouyinAuthLayer::new(source).layer(http());
-    let url = format!("{}/data/external/user/fans/", mock.base_url());
+    let url = format!("{}/data/extern/billboard/hot_video/", mock.base_url());
     let answers = join_all((0..64).map(|_| get_json(svc.clone(), &url))).await;
     assert!(answers.iter().all(|a| code(a) == 0));
     let c = mock.counters();
@@ -65,9 +65,9 @@ async fn expiry_mid_run_refreshes_once_and_every_call_succeeds() {
         .base_url(mock.base_url());
     let svc = DouyinAuthLayer::new(source).layer(http());
     for (i, path) in [
-        "/data/external/user/fans/",
+        "/data/extern/billboard/hot_video/",
         "/goodlife/v1/shop/",
-        "/api/apps/x/",
+        "/api/x/",
     ]
     .into_iter()
     .enumerate()
@@ -211,7 +211,7 @@ async fn the_douyin_api_example_shares_one_token_across_its_requests() {
             "--concurrency",
             "5",
             "GET",
-            "/data/external/user/fans/",
+            "/data/extern/billboard/hot_video/",
         ])
         .env("DOUYIN_CLIENT_KEY", mock.client_key())
         .env("DOUYIN_CLIENT_SECRET", mock.client_secret())
@@ -232,7 +232,7 @@ async fn the_douyin_api_example_shares_one_token_across_its_requests() {
 
     // A Douyin error code makes the exit status 1.
     let out = tokio::process::Command::new(&exe)
-        .args(["POST", "/data/external/user/fans/?open_id=x"])
+        .args(["POST", "/data/extern/billboard/hot_video/?open_id=x"])
         .env("DOUYIN_CLIENT_KEY", mock.client_key())
         .env("DOUYIN_CLIENT_SECRET", "wrong")
         .env("DOUYIN_BASE_URL", mock.base_url())

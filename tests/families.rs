@@ -1,0 +1,404 @@
+//! Every token family end to end over loopback HTTP: the family's token source behind the
+//! layer, against the embedded mock, which answers in that family's shapes and reads the token
+//! only where Douyin reads it for that family.
+#![cfg(all(feature = "mock", feature = "https"))]
+
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use douyin_auth::douyin::codes::Family;
+use douyin_auth::douyin::{
+    BusinessTokens, LoginCode, MiniAppCredentials, MiniGameCredentials, MINI_APP_BASE_URL,
+};
+use douyin_auth::expiry::DouyinExpiry;
+use douyin_auth::mock::MockDouyin;
+use douyin_auth::store::{MemoryStore, SharedSource};
+use douyin_auth::{BoxError, DouyinAuthLayer, Error, Token, TokenPlacement, TokenSource};
+use futures_util::future::join_all;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+use tower::{Layer, ServiceExt};
+
+type Http = Client<HttpConnector, Full<Bytes>>;
+
+fn http() -> Http {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+async fn get_json<S>(svc: S, url: &str) -> Value
+where
+    S: tower::Service<
+        http::Request<Full<Bytes>>,
+        Response = http::Response<douyin_auth::ResponseBody<hyper::body::Incoming>>,
+        Error = Error,
+    >,
+{
+    let req = http::Request::get(url).body(Full::default()).unwrap();
+    let res = svc.oneshot(req).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    serde_json::from_slice(&body).unwrap()
+}
+
+/// The code of an answer in any of the shapes the mock sends.
+fn code(v: &Value) -> i64 {
+    ["err_no", "errcode"]
+        .iter()
+        .find_map(|k| v[k].as_i64())
+        .or(v["data"]["error_code"].as_i64())
+        .or(v["extra"]["error_code"].as_i64())
+        .unwrap_or_else(|| panic!("no code in {v}"))
+}
+
+/// `n` concurrent calls to `path`, then every token expires, then `n` more: every call
+/// succeeds. Returns the answers of the second round.
+async fn two_rounds<S>(mock: &MockDouyin, svc: S, path: &str, n: usize) -> Vec<Value>
+where
+    S: tower::Service<
+            http::Request<Full<Bytes>>,
+            Response = http::Response<douyin_auth::ResponseBody<hyper::body::Incoming>>,
+            Error = Error,
+        > + Clone,
+{
+    let url = format!("{}{path}", mock.base_url());
+    let first = join_all((0..n).map(|_| get_json(svc.clone(), &url))).await;
+    for a in &first {
+        assert_eq!(code(a), 0, "{a}");
+    }
+    mock.expire_all_tokens();
+    let second = join_all((0..n).map(|_| get_json(svc.clone(), &url))).await;
+    for a in &second {
+        assert_eq!(code(a), 0, "{a}");
+    }
+    second
+}
+
+// ----- mini-app -----
+
+#[tokio::test]
+async fn mini_app_one_fetch_for_many_calls_and_one_refresh_after_expiry() {
+    let mock = MockDouyin::start().await.unwrap();
+    let app =
+        MiniAppCredentials::new(mock.client_key(), mock.client_secret()).base_url(mock.base_url());
+    let svc = DouyinAuthLayer::builder(app)
+        .classifier(DouyinExpiry::for_family(Family::MiniApp))
+        .build()
+        .layer(http());
+    let answers = two_rounds(&mock, svc, "/api/apps/v2/qrcode/create/", 24).await;
+    assert_eq!(answers[0]["data"]["token_type"], "mini_app");
+    let c = mock.counters();
+    assert_eq!(c.mini_app_token_calls, 2, "one fetch, one refresh");
+    // The 24 calls of the second round met the expired token once each, in the family's
+    // `err_no` shape (28001008), and were sent again.
+    assert_eq!(c.api_expired, 24);
+    assert_eq!(c.api_calls, 24 * 3);
+}
+
+#[tokio::test]
+async fn mini_app_old_apis_answer_40002_which_the_family_classifier_reads() {
+    let mock = MockDouyin::start().await.unwrap();
+    let app =
+        MiniAppCredentials::new(mock.client_key(), mock.client_secret()).base_url(mock.base_url());
+    let svc = DouyinAuthLayer::builder(app)
+        .classifier(DouyinExpiry::for_family(Family::MiniApp))
+        .build()
+        .layer(http());
+    let answers = two_rounds(&mock, svc, "/api/apps/qrcode/", 8).await;
+    assert_eq!(answers[0]["errcode"], 0);
+    assert_eq!(mock.counters().mini_app_token_calls, 2);
+}
+
+#[tokio::test]
+async fn mini_app_instances_share_one_token_through_a_store() {
+    let mock = MockDouyin::start().await.unwrap();
+    let store = MemoryStore::new();
+    let instance = || {
+        let app = MiniAppCredentials::new(mock.client_key(), mock.client_secret())
+            .base_url(mock.base_url());
+        let shared = SharedSource::new(app, store.clone(), "mini_app_token:test");
+        DouyinAuthLayer::new(shared).layer(http())
+    };
+    let (a, b) = (instance(), instance());
+    let url = format!("{}/api/apps/v2/x/", mock.base_url());
+    let first = get_json(a.clone(), &url).await;
+    let second = get_json(b.clone(), &url).await;
+    assert_eq!((code(&first), code(&second)), (0, 0));
+    assert_eq!(
+        mock.counters().mini_app_token_calls,
+        1,
+        "the second adopted it"
+    );
+}
+
+#[tokio::test]
+async fn a_new_mini_app_token_cuts_the_old_one_to_five_minutes() {
+    let mock = MockDouyin::start().await.unwrap();
+    let app =
+        MiniAppCredentials::new(mock.client_key(), mock.client_secret()).base_url(mock.base_url());
+    let old = app.fetch().await.unwrap();
+    let _new = app.fetch().await.unwrap();
+    let call = |token: String| {
+        let url = format!("{}/api/apps/v2/x/", mock.base_url());
+        async move {
+            let r = reqwest_like_get(&url, "access-token", &token).await;
+            code(&r)
+        }
+    };
+    assert_eq!(call(old.secret().to_owned()).await, 0);
+    mock.advance_clock(std::time::Duration::from_secs(301));
+    assert_eq!(call(old.secret().to_owned()).await, 28_001_008);
+}
+
+/// A plain GET with one header, no layer.
+async fn reqwest_like_get(url: &str, header: &str, value: &str) -> Value {
+    let req = http::Request::get(url)
+        .header(header, value)
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    let res = http().request(req).await.unwrap();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    serde_json::from_slice(&body).unwrap()
+}
+
+#[tokio::test]
+async fn mini_app_login() {
+    let mock = MockDouyin::start().await.unwrap();
+    let app =
+        MiniAppCredentials::new(mock.client_key(), mock.client_secret()).base_url(mock.base_url());
+    let code = mock.login_code("user-7");
+    let s = app.code2session(&LoginCode::new(&code)).await.unwrap();
+    assert_eq!(s.openid(), Some("user-7"));
+    assert_eq!(s.unionid(), Some("union-user-7"));
+    assert!(s.session_key().is_some_and(|k| !k.is_empty()));
+    // A code works once.
+    let e = app.code2session(&LoginCode::new(&code)).await.unwrap_err();
+    assert_eq!(e.douyin().map(|d| d.code()), Some(40_018));
+    let bad = MiniAppCredentials::new(mock.client_key(), "wrong").base_url(mock.base_url());
+    let e = bad
+        .code2session(&LoginCode::new(mock.login_code("u")))
+        .await
+        .unwrap_err();
+    assert_eq!(e.douyin().map(|d| d.code()), Some(40_017));
+    assert!(!format!("{e} {e:?}").contains("wrong"));
+    assert_eq!(MINI_APP_BASE_URL, "https://developer.toutiao.com");
+}
+
+// ----- mini-game -----
+
+fn game(mock: &MockDouyin) -> MiniGameCredentials<douyin_auth::douyin::HttpsClient> {
+    MiniGameCredentials::new(mock.client_key(), mock.client_secret()).base_url(mock.base_url())
+}
+
+#[tokio::test]
+async fn mini_game_stable_token_one_fetch_and_one_refresh_after_expiry() {
+    let mock = MockDouyin::start().await.unwrap();
+    let svc = DouyinAuthLayer::builder(game(&mock))
+        .placement(TokenPlacement::access_token_underscore())
+        .build()
+        .layer(http());
+    let answers = two_rounds(&mock, svc, "/mgplatform/api/apps/set_user_storage/", 24).await;
+    assert_eq!(answers[0]["data"]["token_type"], "mini_game");
+    let c = mock.counters();
+    assert_eq!(c.mini_game_stable_token_calls, 2, "one fetch, one refresh");
+    assert_eq!(
+        c.mini_game_force_refreshes, 0,
+        "expiry needs no forced refresh"
+    );
+    assert_eq!(c.mini_game_token_calls, 0);
+    // Rejected in the family's `errcode` shape (40004), then sent again.
+    assert_eq!(c.api_expired, 24);
+}
+
+#[tokio::test]
+async fn mini_game_apis_read_the_underscore_header_only() {
+    let mock = MockDouyin::start().await.unwrap();
+    let svc = DouyinAuthLayer::new(game(&mock)).layer(http());
+    let url = format!("{}/mgplatform/api/apps/set_user_storage/", mock.base_url());
+    let a = get_json(svc, &url).await;
+    assert_eq!(
+        a["errcode"], 40_004,
+        "the access-token header is not read there: {a}"
+    );
+}
+
+#[tokio::test]
+async fn a_rejected_stable_token_is_force_refreshed_once() {
+    let mock = MockDouyin::start().await.unwrap();
+    let game = game(&mock);
+    let t1 = game.fetch_token().await.unwrap();
+    assert_eq!(
+        game.fetch_token().await.unwrap(),
+        t1,
+        "stable: the same token"
+    );
+    game.note_rejected(&t1);
+    let t2 = game.fetch_token().await.unwrap();
+    assert_ne!(t2, t1);
+    // The forced refresh killed the old token at once.
+    let url = format!("{}/mgplatform/api/apps/x/", mock.base_url());
+    assert_eq!(
+        code(&reqwest_like_get(&url, "access_token", t1.secret()).await),
+        40_004
+    );
+    assert_eq!(
+        code(&reqwest_like_get(&url, "access_token", t2.secret()).await),
+        0
+    );
+    // A second rejection at once does not force again.
+    game.note_rejected(&t2);
+    assert_eq!(game.fetch_token().await.unwrap(), t2);
+    let c = mock.counters();
+    assert_eq!(c.mini_game_force_refreshes, 1);
+    assert_eq!(c.mini_game_stable_token_calls, 4);
+}
+
+#[tokio::test]
+async fn mini_game_classic_token_and_login() {
+    let mock = MockDouyin::start().await.unwrap();
+    let svc = DouyinAuthLayer::builder(game(&mock).classic())
+        .placement(TokenPlacement::access_token_underscore())
+        .build()
+        .layer(http());
+    two_rounds(&mock, svc, "/mgplatform/api/apps/x/", 8).await;
+    assert_eq!(mock.counters().mini_game_token_calls, 2);
+
+    let g = game(&mock);
+    let s = g
+        .code2session(
+            &LoginCode::new(mock.login_code("user-1"))
+                .with_anonymous_code(mock.anonymous_login_code("anon-1")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (s.openid(), s.anonymous_openid()),
+        (Some("user-1"), Some("anon-1"))
+    );
+    let s = g
+        .code2session(&LoginCode::anonymous(mock.anonymous_login_code("anon-2")))
+        .await
+        .unwrap();
+    assert_eq!((s.openid(), s.anonymous_openid()), (None, Some("anon-2")));
+    assert_eq!(s.session_key(), None);
+    assert_eq!(mock.counters().code2session_calls, 2);
+}
+
+// ----- live-interactive tools -----
+
+#[tokio::test]
+async fn live_tool_card_apis_read_x_token() {
+    let mock = MockDouyin::start().await.unwrap();
+    let svc = DouyinAuthLayer::builder(game(&mock))
+        .placement(TokenPlacement::x_token())
+        .classifier(DouyinExpiry::for_family(Family::LiveTools))
+        .build()
+        .layer(http());
+    two_rounds(&mock, svc, "/api/card/default/set/", 8).await;
+    let plain = DouyinAuthLayer::new(game(&mock)).layer(http());
+    let url = format!("{}/api/card/default/set/", mock.base_url());
+    assert_eq!(get_json(plain.clone(), &url).await["errcode"], 40_004);
+    // The live-data APIs read the `access-token` header.
+    let url = format!("{}/api/live_data/task/start/", mock.base_url());
+    assert_eq!(code(&get_json(plain, &url).await), 0);
+}
+
+// ----- business tokens -----
+
+#[tokio::test]
+async fn business_tokens_are_persisted_before_use_and_refreshed_once() {
+    let mock = MockDouyin::start().await.unwrap();
+    mock.issue_user_tokens("acct-1", ["data.external.item"]);
+    let persisted: Arc<Mutex<Vec<Token>>> = Arc::default();
+    let p = persisted.clone();
+    let biz = BusinessTokens::new(
+        mock.client_key(),
+        mock.client_secret(),
+        "acct-1",
+        "data.external.item",
+    )
+    .base_url(mock.base_url())
+    .on_refresh(move |t: Token| {
+        let p = p.clone();
+        async move {
+            p.lock().unwrap().push(t);
+            Ok::<_, BoxError>(())
+        }
+    });
+    // The inner client refuses to send a token that has not been persisted yet.
+    let p = persisted.clone();
+    let client = http();
+    let guarded = tower::service_fn(move |req: http::Request<Full<Bytes>>| {
+        let token = req.headers()["access-token"].to_str().unwrap().to_owned();
+        assert!(
+            p.lock().unwrap().iter().any(|t| t.secret() == token),
+            "a business token was used before it was persisted"
+        );
+        client.clone().oneshot(req)
+    });
+    let svc = DouyinAuthLayer::new(biz).layer(guarded);
+    let answers = two_rounds(&mock, svc, "/data/external/item/base/?open_id=acct-1", 16).await;
+    assert_eq!(answers[0]["data"]["token_type"], "business");
+    assert_eq!(answers[0]["data"]["open_id"], "acct-1");
+    let c = mock.counters();
+    assert_eq!(c.business_token_calls, 1);
+    assert_eq!(c.biz_refresh_calls, 1);
+    let persisted = persisted.lock().unwrap();
+    assert_eq!(persisted.len(), 2);
+    assert!(persisted.iter().all(|t| t.refresh_token().is_some()));
+    assert_ne!(persisted[0].refresh_token(), persisted[1].refresh_token());
+}
+
+#[tokio::test]
+async fn a_business_token_needs_the_scope_and_a_persisted_one_is_adopted() {
+    let mock = MockDouyin::start().await.unwrap();
+    let biz = |scope: &str| {
+        BusinessTokens::new(mock.client_key(), mock.client_secret(), "acct-2", scope)
+            .base_url(mock.base_url())
+    };
+    let e = biz("not.granted").fetch_token().await.unwrap_err();
+    assert_eq!(e.douyin().map(|d| d.code()), Some(2_190_004));
+
+    mock.issue_user_tokens("acct-2", ["s1"]);
+    let first = biz("s1").fetch_token().await.unwrap();
+    // A restart with the persisted token: adopted without a call, then refreshed with its
+    // refresh token (which the mock rotates).
+    let restarted = biz("s1").stored(first.clone());
+    assert_eq!(restarted.fetch_token().await.unwrap(), first);
+    let refreshed = restarted.fetch_token().await.unwrap();
+    assert_ne!(refreshed, first);
+    let c = mock.counters();
+    assert_eq!((c.business_token_calls, c.biz_refresh_calls), (2, 1));
+    // The consumed refresh token is dead: the old source falls back to a new business token.
+    let old = biz("s1").stored(
+        Token::new(first.secret(), std::time::Duration::from_secs(1)).with_refresh_token(
+            first.refresh_token().unwrap(),
+            std::time::Duration::from_secs(86_400),
+        ),
+    );
+    assert!(old.fetch_token().await.is_ok());
+    let c = mock.counters();
+    assert_eq!((c.business_token_calls, c.biz_refresh_calls), (3, 2));
+}
+
+// ----- the strict mock -----
+
+#[tokio::test]
+async fn app_tokens_are_refused_by_openapi_user_apis_and_client_tokens_by_app_apis() {
+    let mock = MockDouyin::start().await.unwrap();
+    let t = game(&mock).fetch_token().await.unwrap();
+    let url = format!("{}/oauth/userinfo/", mock.base_url());
+    let r = reqwest_like_get(&url, "access-token", t.secret()).await;
+    assert_eq!(code(&r), 2_190_002);
+    let clt = douyin_auth::douyin::ClientCredentials::new(mock.client_key(), mock.client_secret())
+        .base_url(mock.base_url())
+        .fetch_token()
+        .await
+        .unwrap();
+    let url = format!("{}/api/apps/v2/x/", mock.base_url());
+    let r = reqwest_like_get(&url, "access-token", clt.secret()).await;
+    assert_eq!(code(&r), 28_001_003);
+    assert_eq!(mock.counters().api_wrong_kind, 2);
+}
