@@ -402,3 +402,46 @@ async fn app_tokens_are_refused_by_openapi_user_apis_and_client_tokens_by_app_ap
     assert_eq!(code(&r), 28_001_003);
     assert_eq!(mock.counters().api_wrong_kind, 2);
 }
+
+// ----- the per-user layer puts the user's open_id where the API wants it -----
+
+#[tokio::test]
+async fn the_user_layer_sends_the_tokens_own_open_id() {
+    let mock = MockDouyin::start().await.unwrap();
+    let g1 = mock.issue_user_tokens("open-1", ["fans.data"]);
+    let g2 = mock.issue_user_tokens("open-2", ["fans.data"]);
+    let tokens = Arc::new(std::collections::HashMap::from([
+        ("open-1".to_owned(), g1.access_token.clone()),
+        ("open-2".to_owned(), g2.access_token.clone()),
+    ]));
+    let users = move |open_id: &str| {
+        let token = tokens.get(open_id).cloned().unwrap_or_default();
+        douyin_auth::StaticToken::new(token)
+    };
+    let call = |layer: douyin_auth::users::UserTokenLayer| {
+        let url = format!(
+            "{}/data/external/user/fans/?open_id=open-2&cursor=0",
+            mock.base_url()
+        );
+        async move {
+            let mut req = http::Request::get(url)
+                .body(Full::<Bytes>::default())
+                .unwrap();
+            req.extensions_mut()
+                .insert(douyin_auth::users::OpenId::new("open-1"));
+            let res = layer.layer(http()).oneshot(req).await.unwrap();
+            let body = res.into_body().collect().await.unwrap().to_bytes();
+            serde_json::from_slice::<Value>(&body).unwrap()
+        }
+    };
+    // Without the option the caller's open_id goes out with user 1's token: a mismatch.
+    let plain = douyin_auth::users::UserTokenLayer::new(users.clone());
+    assert_eq!(code(&call(plain).await), 2_190_015);
+    // With it, the request carries the token's own user.
+    let placed = douyin_auth::users::UserTokenLayer::builder(users)
+        .open_id_query("open_id")
+        .build();
+    let a = call(placed).await;
+    assert_eq!(code(&a), 0, "{a}");
+    assert_eq!(a["data"]["open_id"], "open-1");
+}

@@ -115,6 +115,37 @@ pub(crate) fn attach<B>(
     Ok(())
 }
 
+/// `uri` with the query parameter `name` set to `value` (percent-encoded): every `name` the
+/// query had is removed first, so the request carries exactly one. The per-user layer puts the
+/// user's `open_id` there this way.
+pub(crate) fn set_query_param(uri: &Uri, name: &str, value: &str) -> Result<Uri, Error> {
+    let mut pq = String::with_capacity(uri.path().len() + name.len() + value.len() + 16);
+    pq.push_str(uri.path());
+    pq.push('?');
+    if let Some(q) = uri.query() {
+        for pair in q.split('&').filter(|p| !p.is_empty()) {
+            let key = pair.split('=').next().unwrap_or_default();
+            let decoded: String = form_urlencoded::parse(key.as_bytes())
+                .map(|(k, _)| k.into_owned())
+                .collect();
+            if decoded != name {
+                pq.push_str(pair);
+                pq.push('&');
+            }
+        }
+    }
+    percent_encode_into(name, &mut pq);
+    pq.push('=');
+    percent_encode_into(value, &mut pq);
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(
+        pq.parse()
+            .map_err(|_| Error::Protocol("the request's URI cannot take the open_id".into()))?,
+    );
+    Uri::from_parts(parts)
+        .map_err(|_| Error::Protocol("the request's URI cannot take the open_id".into()))
+}
+
 fn percent_encode_into(s: &str, out: &mut String) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for &b in s.as_bytes() {
@@ -125,5 +156,31 @@ fn percent_encode_into(s: &str, out: &mut String) {
             out.push(char::from(HEX[usize::from(b >> 4)]));
             out.push(char::from(HEX[usize::from(b & 15)]));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_open_id_replaces_every_one_the_query_had() {
+        let set = |u: &str, v: &str| {
+            set_query_param(&u.parse().unwrap(), "open_id", v)
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(
+            set("https://open.douyin.com/data/x/", "o 1"),
+            "https://open.douyin.com/data/x/?open_id=o%201"
+        );
+        assert_eq!(
+            set(
+                "https://h/x/?open_id=evil&cursor=0&open%5Fid=evil2&open_ids=k",
+                "me"
+            ),
+            "https://h/x/?cursor=0&open_ids=k&open_id=me"
+        );
+        assert_eq!(set("/x?&", "me"), "/x?open_id=me");
     }
 }
