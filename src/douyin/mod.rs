@@ -14,6 +14,125 @@
 //!
 //! Everything talks HTTP through any tower service ([`HttpClient`]); the `https` feature (on by
 //! default) adds `HttpsClient`, the built-in client.
+//!
+//! # One example per family
+//!
+//! Each runs against the embedded [mock](crate::mock) (features `mock` and `https`, on by
+//! default); in production leave out `base_url`.
+//!
+//! A mini-app's app token, shared by a fleet through a store (a new token cuts the previous one
+//! to five minutes), with the mini-app code table:
+//!
+//! ```
+//! # #[cfg(all(feature = "mock", feature = "https"))]
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), douyin_auth::BoxError> {
+//! use douyin_auth::douyin::{codes::Family, MiniAppCredentials};
+//! use douyin_auth::expiry::DouyinExpiry;
+//! use douyin_auth::store::{MemoryStore, SharedSource};
+//! use douyin_auth::DouyinAuthLayer;
+//! # use http_body_util::{BodyExt, Full};
+//! # use tower::{Layer, ServiceExt};
+//! # let mock = douyin_auth::mock::MockDouyin::start().await?;
+//! # let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+//! #     .build_http::<Full<bytes::Bytes>>();
+//!
+//! let app = MiniAppCredentials::new(mock.client_key(), mock.client_secret()) // appid, secret
+//!     .base_url(mock.base_url());
+//! let shared = SharedSource::new(app, MemoryStore::new(), "mini_app_token:my_app");
+//! let client = DouyinAuthLayer::builder(shared)
+//!     .classifier(DouyinExpiry::for_family(Family::MiniApp))
+//!     .build()
+//!     .layer(http);
+//! let url = format!("{}/api/apps/v2/qrcode/create/", mock.base_url());
+//! let answer = client.oneshot(http::Request::post(url).body(Full::default())?).await?;
+//! let body = answer.into_body().collect().await?.to_bytes();
+//! let answer: serde_json::Value = serde_json::from_slice(&body)?;
+//! assert_eq!(answer["err_no"], 0);
+//! # Ok(()) }
+//! # #[cfg(not(all(feature = "mock", feature = "https")))]
+//! # fn main() {}
+//! ```
+//!
+//! A mini-game's app token from the stable endpoint, in the `access_token` header the
+//! mini-game server APIs read:
+//!
+//! ```
+//! # #[cfg(all(feature = "mock", feature = "https"))]
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), douyin_auth::BoxError> {
+//! use douyin_auth::douyin::MiniGameCredentials;
+//! use douyin_auth::{DouyinAuthLayer, TokenPlacement};
+//! # use http_body_util::{BodyExt, Full};
+//! # use tower::{Layer, ServiceExt};
+//! # let mock = douyin_auth::mock::MockDouyin::start().await?;
+//! # let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+//! #     .build_http::<Full<bytes::Bytes>>();
+//!
+//! let game = MiniGameCredentials::new(mock.client_key(), mock.client_secret())
+//!     .base_url(mock.base_url());
+//! let client = DouyinAuthLayer::builder(game)
+//!     .placement(TokenPlacement::access_token_underscore())
+//!     .build()
+//!     .layer(http);
+//! let url = format!("{}/mgplatform/api/apps/set_user_storage/", mock.base_url());
+//! let answer = client.oneshot(http::Request::post(url).body(Full::default())?).await?;
+//! let body = answer.into_body().collect().await?.to_bytes();
+//! let answer: serde_json::Value = serde_json::from_slice(&body)?;
+//! assert_eq!(answer["errcode"], 0);
+//! # Ok(()) }
+//! # #[cfg(not(all(feature = "mock", feature = "https")))]
+//! # fn main() {}
+//! ```
+//!
+//! An account's business token for one scope, written to your store before it is used:
+//!
+//! ```
+//! # #[cfg(all(feature = "mock", feature = "https"))]
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), douyin_auth::BoxError> {
+//! use douyin_auth::douyin::BusinessTokens;
+//! use douyin_auth::{BoxError, Token, TokenSource};
+//! # let mock = douyin_auth::mock::MockDouyin::start().await?;
+//! # mock.issue_user_tokens("ACCOUNT_OPEN_ID", ["data.external.item"]);
+//!
+//! let biz = BusinessTokens::new(
+//!     mock.client_key(),
+//!     mock.client_secret(),
+//!     "ACCOUNT_OPEN_ID",
+//!     "data.external.item",
+//! )
+//! .base_url(mock.base_url())
+//! .on_refresh(|token: Token| async move {
+//!     // write token.secret(), token.refresh_token() and their lifetimes to the database
+//!     Ok::<_, BoxError>(())
+//! });
+//! let token = biz.fetch().await?; // or DouyinAuthLayer::new(biz)
+//! assert!(token.refresh_token().is_some());
+//! # Ok(()) }
+//! # #[cfg(not(all(feature = "mock", feature = "https")))]
+//! # fn main() {}
+//! ```
+//!
+//! A mini-app (or mini-game) login, `code2session`:
+//!
+//! ```
+//! # #[cfg(all(feature = "mock", feature = "https"))]
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), douyin_auth::BoxError> {
+//! use douyin_auth::douyin::{LoginCode, MiniAppCredentials};
+//! # let mock = douyin_auth::mock::MockDouyin::start().await?;
+//! # let code_from_tt_login = mock.login_code("user-1");
+//!
+//! let app = MiniAppCredentials::new(mock.client_key(), mock.client_secret())
+//!     .base_url(mock.base_url());
+//! let session = app.code2session(&LoginCode::new(code_from_tt_login)).await?;
+//! assert_eq!(session.openid(), Some("user-1"));
+//! let _session_key = session.session_key(); // a secret: never logged, never in Debug
+//! # Ok(()) }
+//! # #[cfg(not(all(feature = "mock", feature = "https")))]
+//! # fn main() {}
+//! ```
 
 mod business;
 mod client_credentials;
