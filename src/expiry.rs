@@ -117,7 +117,8 @@ pub trait ClassifyExpiry: Send + Sync + 'static {
 /// assert!(c.classify_body(StatusCode::OK, &h, br#"{"data":{"error_code":2190008}}"#));
 /// assert!(c.classify_body(StatusCode::OK, &h, br#"{"extra":{"error_code":"2190002"}}"#));
 /// assert!(c.classify_body(StatusCode::OK, &h, br#"{"err_no":28001008,"err_msg":"expired"}"#));
-/// assert!(c.classify_body(StatusCode::OK, &h, br#"{"errcode":40004,"errmsg":"access token 不合法"}"#));
+/// let invalid = r#"{"errcode":40004,"errmsg":"access token 不合法"}"#;
+/// assert!(c.classify_body(StatusCode::OK, &h, invalid.as_bytes()));
 /// assert!(!c.classify_body(StatusCode::OK, &h, br#"{"data":{"error_code":2190004}}"#));
 ///
 /// // 40002 is "bad access_token" only on the old mini-app APIs

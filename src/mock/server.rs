@@ -135,7 +135,7 @@ impl MockDouyinBuilder {
     }
 }
 
-/// A running mock Douyin server; see the [module docs](self) for its routes and knobs.
+/// A running mock Douyin server; see the [module docs](crate::mock) for its routes and knobs.
 ///
 /// Dropping it stops the server and closes its connections.
 pub struct MockDouyin {

@@ -4,7 +4,7 @@ use std::fmt;
 
 use http::StatusCode;
 
-/// How the next token-endpoint calls fail; see [`MockDouyin::fail_next_token_calls`].
+/// How the next token-endpoint calls fail; see [`MockDouyin::fail_next_token_calls`](crate::mock::MockDouyin::fail_next_token_calls).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TokenFailure {
@@ -70,7 +70,7 @@ impl Counters {
     }
 }
 
-/// A user's tokens made by [`MockDouyin::issue_user_tokens`]. `Debug` hides the tokens.
+/// A user's tokens made by [`MockDouyin::issue_user_tokens`](crate::mock::MockDouyin::issue_user_tokens). `Debug` hides the tokens.
 #[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct UserGrant {
