@@ -445,3 +445,84 @@ async fn the_user_layer_sends_the_tokens_own_open_id() {
     assert_eq!(code(&a), 0, "{a}");
     assert_eq!(a["data"]["open_id"], "open-1");
 }
+
+// ----- the mock's caps, and secrets -----
+
+async fn post_json(url: &str, body: Value) -> Value {
+    let req = http::Request::post(url)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap();
+    let res = http().request(req).await.unwrap();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    serde_json::from_slice(&body).unwrap()
+}
+
+#[tokio::test]
+async fn the_mock_allows_twenty_forced_refreshes_a_day() {
+    let mock = MockDouyin::start().await.unwrap();
+    let url = format!("{}/mgplatform/api/apps/stable_token", mock.base_url());
+    let ask = |force: bool| {
+        post_json(
+            &url,
+            serde_json::json!({"appid": mock.client_key(), "secret": mock.client_secret(),
+                "grant_type": "client_credential", "force_refresh": force}),
+        )
+    };
+    let mut last = ask(false).await["data"]["access_token"].clone();
+    assert_eq!(ask(false).await["data"]["access_token"], last, "idempotent");
+    for _ in 0..20 {
+        let t = ask(true).await["data"]["access_token"].clone();
+        assert_ne!(t, last);
+        last = t;
+    }
+    let refused = ask(true).await;
+    assert_eq!(refused["err_no"], 10_020, "{refused}");
+    assert_eq!(ask(false).await["data"]["access_token"], last);
+    mock.advance_clock(std::time::Duration::from_secs(24 * 3600));
+    assert_eq!(ask(true).await["err_no"], 0);
+    assert_eq!(mock.counters().mini_game_force_refreshes, 21);
+}
+
+#[tokio::test]
+async fn no_secret_of_the_new_families_shows() {
+    let mock = MockDouyin::start().await.unwrap();
+    let app = MiniAppCredentials::new("tt_app", "APP-SECRET-1").base_url(mock.base_url());
+    let game = MiniGameCredentials::new("tt_game", "APP-SECRET-2").base_url(mock.base_url());
+    let biz = BusinessTokens::new("key", "APP-SECRET-3", "acct", "scope")
+        .base_url(mock.base_url())
+        .stored(
+            Token::new("bzt.SECRET-4", std::time::Duration::from_secs(60))
+                .with_refresh_token("bzr.SECRET-5", std::time::Duration::from_secs(60)),
+        );
+    let code = LoginCode::new("CODE-SECRET-6").with_anonymous_code("CODE-SECRET-7");
+    let mut shown = format!("{app:?} {game:?} {biz:?} {code:?}");
+    // Failures of each: wrong secrets, a used code.
+    for e in [
+        app.fetch_token().await.unwrap_err(),
+        game.fetch_token().await.unwrap_err(),
+        app.code2session(&code).await.unwrap_err(),
+        game.code2session(&code).await.unwrap_err(),
+        biz.fetch_token().await.unwrap_err(),
+    ] {
+        shown.push_str(&format!(" {e} {e:?}"));
+    }
+    // A real session, and its key.
+    let ok =
+        MiniAppCredentials::new(mock.client_key(), mock.client_secret()).base_url(mock.base_url());
+    let session = ok
+        .code2session(&LoginCode::new(mock.login_code("u")))
+        .await
+        .unwrap();
+    let key = session.session_key().unwrap().to_owned();
+    shown.push_str(&format!(" {session:?}"));
+    for secret in [
+        "APP-SECRET",
+        "SECRET-4",
+        "SECRET-5",
+        "CODE-SECRET",
+        key.as_str(),
+    ] {
+        assert!(!shown.contains(secret), "{secret} shows in: {shown}");
+    }
+}
