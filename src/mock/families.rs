@@ -393,6 +393,8 @@ fn stable_token(state: &State, params: &Params) -> Result<Value, TokenError> {
         .is_some_and(|v| v == "true" || v == "1");
     let now = state.clock();
     let life = state.config.client_token_lifetime;
+    // Lock order: the state's lock is never taken while this one is held (the API path takes
+    // the state's, then this one).
     let mut inner = state.apps.lock();
     let valid = inner.stable.as_ref().is_some_and(|t| now < t.expires_at);
     if force {
@@ -407,7 +409,6 @@ fn stable_token(state: &State, params: &Params) -> Result<Value, TokenError> {
             return Err(error(RENEW_LIMIT, "force_refresh limit reached: 20 a day"));
         }
         inner.forced.push_back(now);
-        state.count(|c| c.mini_game_force_refreshes += 1);
     }
     if force || !valid {
         inner.stable = Some(Issued::new("mgs.", now, life));
@@ -416,7 +417,12 @@ fn stable_token(state: &State, params: &Params) -> Result<Value, TokenError> {
         .stable
         .as_ref()
         .ok_or_else(|| error(APP_PARAMETER_ERROR, "no stable token"))?;
-    Ok(app_token_data(t, now, true))
+    let data = app_token_data(t, now, true);
+    drop(inner);
+    if force {
+        state.count(|c| c.mini_game_force_refreshes += 1);
+    }
+    Ok(data)
 }
 
 /// `code2session` for either family: a single-use login code becomes the user's ids.
