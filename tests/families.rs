@@ -526,3 +526,36 @@ async fn no_secret_of_the_new_families_shows() {
         assert!(!shown.contains(secret), "{secret} shows in: {shown}");
     }
 }
+
+#[tokio::test]
+async fn every_family_reads_numbers_sent_as_strings() {
+    let mock = MockDouyin::start().await.unwrap();
+    mock.answer_numbers_as_strings(true);
+    mock.issue_user_tokens("acct", ["s"]);
+    let app =
+        MiniAppCredentials::new(mock.client_key(), mock.client_secret()).base_url(mock.base_url());
+    let t = app.fetch_token().await.unwrap();
+    assert_eq!(t.expires_in(), std::time::Duration::from_secs(7200));
+    let g = game(&mock);
+    assert_eq!(g.fetch_token().await.unwrap().expires_in().as_secs(), 7200);
+    let biz = BusinessTokens::new(mock.client_key(), mock.client_secret(), "acct", "s")
+        .base_url(mock.base_url());
+    let b = biz.fetch_token().await.unwrap();
+    assert_eq!(b.expires_in().as_secs(), 2_592_000);
+    assert!(b.refresh_expires_in().is_some_and(|d| d.as_secs() > 0));
+    let s = g
+        .code2session(&LoginCode::new(mock.login_code("u-1")))
+        .await
+        .unwrap();
+    assert_eq!(s.openid(), Some("u-1"));
+    // What the mock sent really was strings.
+    let url = format!("{}/api/apps/v2/token", mock.base_url());
+    let raw = post_json(
+        &url,
+        serde_json::json!({"appid": mock.client_key(), "secret": mock.client_secret(),
+            "grant_type": "client_credential"}),
+    )
+    .await;
+    assert_eq!(raw["err_no"], "0");
+    assert_eq!(raw["data"]["expires_in"], "7200");
+}

@@ -321,8 +321,18 @@ pub(crate) async fn call(
         FamilyEndpoint::RefreshBizToken => refresh_biz_token(state, &params),
     };
     match result {
-        Ok(data) => answer_ok(shape, data),
+        Ok(data) => answer_ok(shape, data, state.numbers_as_strings()),
         Err(e) => answer_error(shape, &e),
+    }
+}
+
+/// Every number of `v`, at any depth, as a string (as the official SDK's models declare them).
+fn stringify_numbers(v: &mut Value) {
+    match v {
+        Value::Number(n) => *v = Value::String(n.to_string()),
+        Value::Object(m) => m.values_mut().for_each(stringify_numbers),
+        Value::Array(a) => a.iter_mut().for_each(stringify_numbers),
+        _ => {}
     }
 }
 
@@ -546,8 +556,8 @@ fn required<'a>(params: &'a Params, name: &str) -> Result<&'a str, TokenError> {
         })
 }
 
-fn answer_ok(shape: Answer, data: Value) -> Response<Full<Bytes>> {
-    let body = match shape {
+fn answer_ok(shape: Answer, data: Value, as_strings: bool) -> Response<Full<Bytes>> {
+    let mut body = match shape {
         Answer::ErrNo => json!({ "err_no": 0, "err_tips": "success", "data": data }),
         Answer::Flat => {
             let mut top = json!({ "error": 0, "errcode": 0, "errmsg": "", "message": "" });
@@ -558,6 +568,9 @@ fn answer_ok(shape: Answer, data: Value) -> Response<Full<Bytes>> {
         }
         Answer::Business => json!({ "data": data, "error_code": 0, "message": "success" }),
     };
+    if as_strings {
+        stringify_numbers(&mut body);
+    }
     json_response(StatusCode::OK, &body)
 }
 

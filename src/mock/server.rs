@@ -308,7 +308,9 @@ impl MockDouyin {
 
     /// When on, successful token answers send their numbers as strings (`"error_code": "0"`,
     /// `"expires_in": "7200"`) and `"message": "<nil>"`, as some of Douyin's documented samples
-    /// do, so clients can prove they accept both.
+    /// do, so clients can prove they accept both. The mini-app, mini-game, business-token and
+    /// `code2session` answers then send every number as a string (`"err_no": "0"`), as the
+    /// official SDK's models declare them.
     pub fn answer_numbers_as_strings(&self, on: bool) {
         self.state.set_numbers_as_strings(on);
     }
