@@ -559,3 +559,82 @@ async fn every_family_reads_numbers_sent_as_strings() {
     assert_eq!(raw["err_no"], "0");
     assert_eq!(raw["data"]["expires_in"], "7200");
 }
+
+// ----- the form-body placement -----
+
+#[tokio::test]
+async fn the_form_placement_rewrites_the_body_and_the_retry_carries_the_new_token() {
+    let mock = MockDouyin::start().await.unwrap();
+    let g = mock.issue_user_tokens("open-1", ["user_info"]);
+    // A source that hands out the mock's token, then (after a rejection) a fresh grant's.
+    let fresh = Arc::new(Mutex::new(vec![g.access_token.clone()]));
+    let f = fresh.clone();
+    let layer = DouyinAuthLayer::builder(douyin_auth::source_fn(move || {
+        let t = f.lock().unwrap().last().cloned().unwrap();
+        async move { Ok::<_, BoxError>(Token::new(t, std::time::Duration::from_secs(3600))) }
+    }))
+    .placement(TokenPlacement::form())
+    .build();
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let s = seen.clone();
+    let client = http();
+    let recording = tower::service_fn(move |req: http::Request<Full<Bytes>>| {
+        let s = s.clone();
+        let client = client.clone();
+        async move {
+            let (parts, body) = req.into_parts();
+            let bytes = body.collect().await.unwrap().to_bytes();
+            s.lock()
+                .unwrap()
+                .push(String::from_utf8(bytes.to_vec()).unwrap());
+            client
+                .request(http::Request::from_parts(parts, Full::new(bytes)))
+                .await
+        }
+    });
+    let svc = layer.layer(recording);
+    let url = format!("{}/oauth/userinfo/", mock.base_url());
+    let form = |body: &'static str| {
+        http::Request::post(url.as_str())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("content-length", body.len())
+            .body(Full::new(Bytes::from_static(body.as_bytes())))
+            .unwrap()
+    };
+    let res = svc
+        .clone()
+        .oneshot(form("open_id=open-1&access_token=forged"))
+        .await
+        .unwrap();
+    let body: Value =
+        serde_json::from_slice(&res.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(code(&body), 0, "{body}");
+    assert_eq!(
+        seen.lock().unwrap()[0],
+        format!("open_id=open-1&access_token={}", g.access_token)
+    );
+
+    // The token is revoked; the source now has another user grant's token.
+    mock.revoke_token(&g.access_token);
+    let g2 = mock.issue_user_tokens("open-1", ["user_info"]);
+    fresh.lock().unwrap().push(g2.access_token.clone());
+    let res = svc.clone().oneshot(form("open_id=open-1")).await.unwrap();
+    let body: Value =
+        serde_json::from_slice(&res.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(code(&body), 0, "{body}");
+    let seen_now = seen.lock().unwrap().clone();
+    assert_eq!(seen_now.len(), 3, "sent, rejected, sent once more");
+    assert_eq!(
+        seen_now[2],
+        format!("open_id=open-1&access_token={}", g2.access_token)
+    );
+
+    // A body that is not a form, or cannot be read at once, is refused before anything is sent.
+    let json = http::Request::post(url.as_str())
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from_static(b"{}")))
+        .unwrap();
+    let err = svc.clone().oneshot(json).await.unwrap_err();
+    assert!(matches!(err, Error::Body(_)), "{err:?}");
+    assert_eq!(seen.lock().unwrap().len(), 3);
+}

@@ -245,3 +245,35 @@ async fn with_the_token_in_the_query_a_transport_error_does_not_print_it() {
     let shown = format!("{err} {err:?}");
     assert!(!shown.contains("QUERY-SECRET"), "{shown}");
 }
+
+#[tokio::test]
+async fn form_placement() {
+    let mock = MockDouyin::start().await.unwrap();
+    let layer = DouyinAuthLayer::builder(source(&mock))
+        .placement(TokenPlacement::form())
+        .build();
+    let client = client(DouyinAuthMiddleware::from_layer(&layer));
+    let url = format!("{}/data/extern/billboard/hot_video/", mock.base_url());
+    let body = json(
+        client
+            .post(&url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("cursor=0&access_token=forged")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(body["data"]["error_code"], 0, "{body}");
+    assert_eq!(body["data"]["token_type"], "client");
+    // A JSON body cannot carry the token as a form field: refused, nothing sent.
+    let err = client
+        .post(&url)
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.is_middleware(), "{err:?}");
+    assert_eq!(mock.counters().api_calls, 1);
+}
