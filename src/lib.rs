@@ -62,7 +62,7 @@
 //! | --- | --- | --- |
 //! | `https` | yes | [`douyin::HttpsClient`] (hyper-util over rustls, `ring`, webpki roots), so `ClientCredentials::new`, `UserTokens::new` and `OAuthClient::new` need no HTTP client argument |
 //! | `mock` | yes | [`mock::MockDouyin`], the embedded mock Douyin server for tests, examples and the quickstart; turn default features off (and `https` back on) to leave it out of production builds |
-//! | `axum` | no | [`ReplayBody`] for `axum::body::Body` (axum 0.8), so the layer stacks on a hyper-util `Client<_, axum::body::Body>` |
+//! | `axum` | no | [`ReplayBody`] for `axum::body::Body` (axum 0.8), so the layer stacks on a hyper-util `Client<_, axum::body::Body>`; [`login::DouyinLogin`], the drop-in "log in with Douyin" router |
 //! | `tonic` | no | [`ReplayBody`] for `tonic::body::Body` (tonic 0.14), so the layer stacks on a tonic `Channel` |
 //! | `reqwest-middleware` | no | `DouyinAuthMiddleware`, the same cache and classifier as a `reqwest_middleware::Middleware` (reqwest-middleware 0.5, reqwest 0.13) |
 //!
@@ -120,10 +120,11 @@
 //! ```
 //!
 //! A real client calls `https://` URLs, so build it over an HTTPS connector (hyper-rustls).
-//! `examples/axum_login.rs` is a complete "log in with Douyin": the authorization URL with a
-//! CSRF [`State`](douyin::State), the callback checked with [`douyin::verify_state`] (constant
-//! time, single use), the code exchange, the user's tokens stored and refreshed through
-//! [`douyin::UserTokens`] with a persistence hook, and a user API called on the user's behalf.
+//! "Log in with Douyin" is [`login::DouyinLogin`] (feature `axum`): a router with `GET /login`
+//! and `GET /callback` that handles the CSRF state in a signed cookie, the code exchange and the
+//! user's tokens, then hands over to the app's `on_login` hook. `examples/axum_login.rs` is a
+//! complete app on top of it, with `/me` called on the user's behalf through
+//! [`users::UserTokenLayer`].
 //!
 //! ## tonic
 //!
@@ -234,6 +235,9 @@ mod cache;
 pub mod douyin;
 mod error;
 pub mod expiry;
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub mod login;
 #[cfg(feature = "reqwest-middleware")]
 mod middleware;
 #[cfg(feature = "mock")]
@@ -245,11 +249,14 @@ pub mod store;
 mod sync;
 mod token;
 pub mod users;
+#[cfg(feature = "webhook")]
+#[cfg_attr(docsrs, doc(cfg(feature = "webhook")))]
+pub mod webhook;
 
 pub use auth::{
     DouyinAuth, DouyinAuthLayer, DouyinAuthLayerBuilder, NoRetry, TokenPlacement,
     ACCESS_TOKEN_HEADER, ACCESS_TOKEN_UNDERSCORE_HEADER, DEFAULT_HOSTS, DEFAULT_PEEK_LIMIT,
-    DEFAULT_REPLAY_LIMIT, X_TOKEN_HEADER,
+    DEFAULT_PEEK_TIMEOUT, DEFAULT_REPLAY_LIMIT, X_TOKEN_HEADER,
 };
 pub use body::{ReplayBody, ResponseBody};
 pub use error::{BoxError, DouyinError, Error, SharedError};
@@ -263,3 +270,7 @@ pub mod future {
 }
 pub use source::{source_fn, FnSource, StaticToken, TokenSource};
 pub use token::Token;
+#[cfg(feature = "webhook")]
+#[cfg_attr(docsrs, doc(cfg(feature = "webhook")))]
+pub use webhook::{VerifySpiLayer, VerifyWebhookLayer};
+

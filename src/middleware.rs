@@ -1,23 +1,21 @@
 //! [`DouyinAuthMiddleware`]: the reqwest-middleware front end of the same token cache and
 //! expiry classifier the tower layer uses (feature `reqwest-middleware`).
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
 
 use http::Extensions;
-use http_body::Body as _;
-use http_body_util::BodyExt;
 use reqwest::{Request, Response, ResponseBuilderExt};
 use reqwest_middleware::{Middleware, Next};
 
 use crate::auth::options::Shared;
+use crate::auth::peek::Peek;
 use crate::auth::placement::TokenPlacement;
 use crate::auth::{DouyinAuthLayer, NoRetry};
 use crate::body::{contiguous, ResponseBody};
-use crate::cache::Ready;
+use crate::cache::{AfterRejection, Ready};
 use crate::error::Error;
-use crate::expiry::{ClassifyExpiry, DouyinExpiry, HeadVerdict};
+use crate::expiry::{ClassifyExpiry, DouyinExpiry, HeadVerdict, Rejection};
 use crate::source::TokenSource;
 
 /// A [`reqwest_middleware::Middleware`] that attaches a Douyin token to every request, keeps
@@ -158,60 +156,40 @@ async fn token<C>(shared: &Arc<Shared<C>>) -> Result<Ready, Error> {
 }
 
 /// Classifies an answer; a JSON answer within the peek limit is read and handed back rebuilt,
-/// byte for byte.
+/// byte for byte (the same peek as the layer's, bounded in size and time).
 async fn classify<C: ClassifyExpiry>(
     shared: &Shared<C>,
     res: Response,
-) -> Result<(bool, Response), Error> {
+) -> Result<(Option<Rejection>, Response), Error> {
     match shared.classifier.classify_head(res.status(), res.headers()) {
-        HeadVerdict::NotExpired => return Ok((false, res)),
-        HeadVerdict::Expired => return Ok((true, res)),
+        HeadVerdict::NotExpired => return Ok((None, res)),
+        HeadVerdict::Expired => return Ok((Some(Rejection::Expired), res)),
         HeadVerdict::PeekBody => {}
     }
     let limit = shared.peek_limit;
     let limit_u64 = u64::try_from(limit).unwrap_or(u64::MAX);
     if res.content_length().is_some_and(|n| n > limit_u64) {
-        return Ok((false, res));
+        return Ok((None, res));
     }
     let url = res.url().clone();
-    let (mut parts, mut body) = http::Response::<reqwest::Body>::from(res).into_parts();
-    let mut frames = VecDeque::new();
-    let mut seen = 0usize;
-    let mut ended = false;
-    let mut error = None;
-    loop {
-        if body.is_end_stream() {
-            ended = true;
-            break;
-        }
-        match body.frame().await {
-            Some(Ok(frame)) => {
-                if let Some(d) = frame.data_ref() {
-                    seen = seen.saturating_add(d.len());
-                }
-                frames.push_back(frame);
-                if seen > limit {
-                    break;
-                }
-            }
-            Some(Err(e)) => {
-                error = Some(e);
-                break;
-            }
-            None => {
-                ended = true;
-                break;
-            }
-        }
-    }
-    let expired = ended
-        && error.is_none()
-        && shared
-            .classifier
-            .classify_rejection(parts.status, &parts.headers, &contiguous(&frames))
-            .is_some();
-    let rest = if ended { None } else { Some(body) };
-    let body = reqwest::Body::wrap(ResponseBody::replay(frames, error, rest));
+    let (parts, body) = http::Response::<reqwest::Body>::from(res).into_parts();
+    let mut peek = Peek::new(parts, body);
+    let filled = std::future::poll_fn(|cx| peek.poll_fill(cx, limit, shared.peek_timeout)).await;
+    let (Some(mut parts), Some(body)) = (peek.head.take(), peek.body.take()) else {
+        return Err(Error::Protocol("peeked answer missing".into()));
+    };
+    let rejection = if filled.ended && filled.error.is_none() {
+        shared.classifier.classify_rejection(
+            parts.status,
+            &parts.headers,
+            &contiguous(&peek.frames),
+        )
+    } else {
+        None
+    };
+    let rest = if filled.ended { None } else { Some(body) };
+    let frames = std::mem::take(&mut peek.frames);
+    let body = reqwest::Body::wrap(ResponseBody::replay(frames, filled.error, rest));
     // `reqwest::Response::url` lives outside the `http` parts; carry it over.
     let carrier = http::Response::builder()
         .url(url)
@@ -219,7 +197,7 @@ async fn classify<C: ClassifyExpiry>(
         .map_err(|_| Error::Protocol("rebuilding the response failed".into()))?;
     parts.extensions.extend(carrier.into_parts().0.extensions);
     Ok((
-        expired,
+        rejection,
         Response::from(http::Response::from_parts(parts, body)),
     ))
 }
@@ -242,25 +220,31 @@ impl<C: ClassifyExpiry> Middleware for DouyinAuthMiddleware<C> {
         };
         attach(shared, &mut req, &ready).map_err(middleware_error)?;
         let res = scrub(shared, next.clone().run(req, extensions).await)?;
-        let (expired, res) = classify(shared, res).await.map_err(middleware_error)?;
-        if !expired {
+        let (rejection, res) = classify(shared, res).await.map_err(middleware_error)?;
+        let Some(rejection) = rejection else {
             return Ok(res);
-        }
-        shared.cache.invalidate(ready.generation);
+        };
+        let path = replay.as_ref().map(|r| r.url().path());
+        let after = shared.cache.rejected(ready.generation, rejection, path);
         tracing::debug!(
             target: "douyin_auth",
             generation = ready.generation,
-            retry = replay.is_some(),
+            verdict = ?rejection,
+            retry = replay.is_some() && !matches!(after, AfterRejection::GiveUp),
             "token expiry detected"
         );
         let Some(mut again) = replay else {
             return Ok(res);
         };
+        let ready = match after {
+            AfterRejection::Retry(ready) => ready,
+            AfterRejection::Wait(wait) => match wait.new_token().await {
+                Some(ready) => ready,
+                None => return Ok(res),
+            },
+            AfterRejection::GiveUp => return Ok(res),
+        };
         drop(res);
-        let ready = Arc::clone(&shared.cache)
-            .wait()
-            .await
-            .map_err(middleware_error)?;
         attach(shared, &mut again, &ready).map_err(middleware_error)?;
         tracing::debug!(
             target: "douyin_auth",

@@ -33,17 +33,46 @@ use crate::token::Token;
 pub trait TokenSource: Send + Sync + 'static {
     /// Fetches a new token.
     fn fetch(&self) -> impl Future<Output = Result<Token, BoxError>> + Send;
+
+    /// Fetches a token to replace `rejected`, which the server just refused (an "expired" or
+    /// "invalid" answer). The layer calls it instead of [`fetch`](Self::fetch) for the refresh
+    /// such an answer starts, so a source that would hand `rejected` straight back (a stable
+    /// endpoint that returns the same token while it is valid) can get another one.
+    ///
+    /// The default is [`fetch`](Self::fetch). If the token returned is `rejected` again, the
+    /// layer does not retry the request with it: the caller gets the server's answer.
+    fn fetch_replacing(
+        &self,
+        rejected: &Token,
+    ) -> impl Future<Output = Result<Token, BoxError>> + Send {
+        let _ = rejected;
+        self.fetch()
+    }
 }
 
 impl<T: TokenSource> TokenSource for Arc<T> {
     fn fetch(&self) -> impl Future<Output = Result<Token, BoxError>> + Send {
         (**self).fetch()
     }
+
+    fn fetch_replacing(
+        &self,
+        rejected: &Token,
+    ) -> impl Future<Output = Result<Token, BoxError>> + Send {
+        (**self).fetch_replacing(rejected)
+    }
 }
 
 impl<T: TokenSource> TokenSource for Box<T> {
     fn fetch(&self) -> impl Future<Output = Result<Token, BoxError>> + Send {
         (**self).fetch()
+    }
+
+    fn fetch_replacing(
+        &self,
+        rejected: &Token,
+    ) -> impl Future<Output = Result<Token, BoxError>> + Send {
+        (**self).fetch_replacing(rejected)
     }
 }
 
@@ -130,12 +159,23 @@ pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 pub(crate) trait DynTokenSource: Send + Sync + 'static {
     fn fetch_boxed(&self) -> BoxFuture<'_, Result<Token, BoxError>>;
+    fn fetch_replacing_boxed<'a>(
+        &'a self,
+        rejected: &'a Token,
+    ) -> BoxFuture<'a, Result<Token, BoxError>>;
     fn type_name(&self) -> &'static str;
 }
 
 impl<T: TokenSource> DynTokenSource for T {
     fn fetch_boxed(&self) -> BoxFuture<'_, Result<Token, BoxError>> {
         Box::pin(self.fetch())
+    }
+
+    fn fetch_replacing_boxed<'a>(
+        &'a self,
+        rejected: &'a Token,
+    ) -> BoxFuture<'a, Result<Token, BoxError>> {
+        Box::pin(self.fetch_replacing(rejected))
     }
 
     fn type_name(&self) -> &'static str {

@@ -342,7 +342,9 @@ async fn dropping_a_request_mid_refresh_never_loses_the_refreshed_user_token() {
                     assert_eq!(last.refresh_token(), held.refresh_token(), "poll {polls}");
                 }
                 // The refresh token held is alive at the mock: expire the access token and
-                // refresh (and renew) once more.
+                // refresh (and renew) once more. (Later than the minimum refresh interval: a
+                // token rejected moments after it was fetched drives no refresh.)
+                tokio::time::advance(Duration::from_secs(11)).await;
                 mock.expire_all_tokens();
                 assert_eq!(
                     call(&w).await.unwrap(),

@@ -829,18 +829,36 @@ async fn http_401_path_and_knob() {
 }
 
 #[tokio::test]
-async fn authorization_page_echoes_parameters() {
+async fn authorization_page_renders_the_consent_page() {
     let mock = MockDouyin::start().await.unwrap();
     let req = request(
         &mock,
         "GET",
-        "/platform/oauth/connect/?client_key=mock_client_key&response_type=code&scope=user_info&state=xyz",
+        "/platform/oauth/connect/?client_key=mock_client_key&response_type=code&scope=user_info\
+         &redirect_uri=http%3A%2F%2F127.0.0.1%3A9%2Fcb&state=xyz",
     )
     .body(Full::new(Bytes::new()))
     .unwrap();
     let r = send(&mock, req).await;
     assert_eq!(r.status, StatusCode::OK);
-    assert_eq!(r.json()["params"]["state"], "xyz");
+    let html = String::from_utf8_lossy(&r.raw);
+    assert!(
+        html.contains("id=\"allow\"") && html.contains("id=\"deny\""),
+        "{html}"
+    );
+    assert!(html.contains("name=\"state\" value=\"xyz\""), "{html}");
+
+    // Without a redirect_uri: Douyin's parameter error, as a page.
+    let req = request(
+        &mock,
+        "GET",
+        "/platform/oauth/connect/?client_key=mock_client_key&response_type=code&scope=user_info",
+    )
+    .body(Full::new(Bytes::new()))
+    .unwrap();
+    let r = send(&mock, req).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(String::from_utf8_lossy(&r.raw).contains("data-code=\"2100005\""));
     assert_eq!(mock.counters().api_calls, 0);
 }
 

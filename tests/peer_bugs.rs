@@ -313,10 +313,14 @@ async fn no_kind_of_failed_background_refresh_replaces_a_valid_token() {
             assert_eq!(layer.cached_token().unwrap().secret(), "clt.1", "{name}");
             advance(Duration::from_secs(1)).await;
         }
-        assert!(
-            probe.fetches() >= 3,
-            "{name}: background refreshes were tried"
-        );
+        if timeout {
+            // The hung fetch stays the only one in flight: no second fetch beside it.
+            assert_eq!(probe.fetches(), 2, "{name}: one fetch, then one that hangs");
+        } else {
+            // Background refreshes were tried, backing off (1 s doubling over 30 s).
+            let f = probe.fetches();
+            assert!((4..=8).contains(&f), "{name}: {f} fetches");
+        }
         assert!(rec.tokens().iter().all(|t| t == "clt.1"), "{name}");
     }
 }
@@ -331,16 +335,18 @@ async fn one_transient_error_is_never_cached_for_ever() {
     let layer = builder(&probe).backoff(floor, cap).build();
     let svc = layer.layer(Recorder::new().service(|_, _| text("ok")));
 
-    // Forty failures in a row: every back-off within [floor, cap], each followed by a new try.
+    // Forty failures in a row: each request waits for the next attempt (every back-off
+    // within [floor, cap]) and gets its outcome.
+    let mut last = Instant::now();
     for i in 1..=40 {
         let err = svc.clone().oneshot(req("x")).await.unwrap_err();
         assert!(matches!(err, Error::TokenSource(_)), "{err:?}");
         assert_eq!(probe.fetches(), i);
-        let Err(Error::Backoff { retry_in, .. }) = svc.clone().oneshot(req("x")).await else {
-            panic!("backing off")
-        };
-        assert!(retry_in >= floor && retry_in <= cap, "#{i}: {retry_in:?}");
-        advance(retry_in).await;
+        let gap = last.elapsed();
+        if i > 1 {
+            assert!(gap >= floor && gap <= cap, "#{i}: {gap:?}");
+        }
+        last = Instant::now();
     }
 
     // Healed: the next request succeeds, and the failure count starts again from zero.
@@ -349,10 +355,9 @@ async fn one_transient_error_is_never_cached_for_ever() {
     probe.answer(|_| Err("again".into()));
     advance(Duration::from_secs(40)).await;
     svc.clone().oneshot(req("x")).await.unwrap_err();
-    let Err(Error::Backoff { retry_in, .. }) = svc.clone().oneshot(req("x")).await else {
-        panic!("backing off")
-    };
-    assert_eq!(retry_in, floor, "a success resets the back-off");
+    let t = Instant::now();
+    svc.clone().oneshot(req("x")).await.unwrap_err();
+    assert_eq!(t.elapsed(), floor, "a success resets the back-off");
 
     // Nobody asks for an hour: the old failure does not linger.
     advance(HOUR).await;
@@ -655,7 +660,8 @@ async fn a_retried_body_is_never_empty_or_duplicated() {
     let cases: Vec<(Vec<&'static str>, bool, usize)> = vec![
         (vec!["one frame"], false, 2),
         (vec!["ab", "cd", "ef"], false, 2),
-        (vec!["ab", "", "cd", "", "ef"], true, 2),
+        // Trailers cannot be replayed from bytes: sent once, as they came.
+        (vec!["ab", "", "cd", "", "ef"], true, 1),
         (vec![], false, 2),
         (vec![""], false, 2),
         (vec![exactly_limit], false, 2),
@@ -746,41 +752,10 @@ async fn staggered_expiries_of_one_token_refresh_once() {
     assert_eq!(layer.cached_token().unwrap().secret(), "clt.2");
 }
 
-#[tokio::test(start_paused = true)]
-async fn concurrent_expiries_whose_refresh_fails_share_one_typed_error() {
-    let probe = Probe::new(|n| {
-        if n == 1 {
-            Ok(Token::new("clt.1", HOUR))
-        } else {
-            Err("endpoint down".into())
-        }
-    });
-    let rec = Recorder::new();
-    let svc = builder(&probe)
-        .build()
-        .layer(rec.service(|_, _| json(EXPIRED_SHAPES[0])));
-    let calls: Vec<_> = (0..32)
-        .map(|_| tokio::spawn(svc.clone().oneshot(req("x"))))
-        .collect();
-    for c in join_all(calls).await {
-        let err = c.unwrap().unwrap_err();
-        assert!(err.is_token_source(), "{err:?}");
-        assert!(
-            matches!(err, Error::TokenSource(_) | Error::Backoff { .. }),
-            "{err:?}"
-        );
-    }
-    assert_eq!(
-        probe.fetches(),
-        2,
-        "one fetch, then ONE refresh for 32 expiries"
-    );
-    assert_eq!(
-        rec.count(),
-        32,
-        "no request sent twice with a rejected token"
-    );
-}
+// Concurrent expiries whose refresh fails: tests/contracts.rs
+// (`concurrent_rejections_whose_refresh_fails_each_get_their_answer`) holds every answer until
+// all the requests are in, so each one carried the rejected token; it checks one refresh and
+// each caller's own answer.
 
 // ----- 9. unrepresentable tokens -----
 
@@ -863,8 +838,9 @@ async fn an_unrepresentable_token_is_a_typed_error_on_every_placement_and_on_the
     let svc = builder(&probe)
         .build()
         .layer(rec.service(|_, _| json(EXPIRED_SHAPES[0])));
-    let err = svc.oneshot(req("x")).await.unwrap_err();
-    assert!(matches!(err, Error::InvalidHeaderValue), "{err:?}");
+    // No usable new token: the caller gets the first answer; the broken one is never sent.
+    let res = svc.oneshot(req("x")).await.unwrap();
+    assert_eq!(body_string(res.into_body()).await, EXPIRED_SHAPES[0]);
     assert_eq!(rec.count(), 1, "never sent with a broken header");
 }
 

@@ -7,6 +7,8 @@
 //! except under `CI=true`, where they fail.
 #![cfg(all(feature = "redis", feature = "mock", feature = "https"))]
 
+#[path = "support/redis_cluster.rs"]
+mod redis_cluster;
 #[path = "support/redis.rs"]
 mod redis_support;
 mod support;
@@ -108,7 +110,7 @@ async fn eight_instances_needing_a_token_at_once_cause_one_fetch() {
     assert!(tokens.iter().all(|t| t == "clt.1"), "{tokens:?}");
     // The lease is released; only the token is left.
     let left = keys(&url, &format!("{prefix}*")).await;
-    assert_eq!(left, vec![format!("{prefix}client_token:app")]);
+    assert_eq!(left, vec![format!("{prefix}{{client_token:app}}")]);
 }
 
 #[tokio::test]
@@ -144,7 +146,7 @@ async fn keys_use_the_prefix_and_never_hold_a_secret() {
     redis.release("client_token:other", &lease).await.unwrap();
     assert_eq!(keys(&url, &format!("{prefix}*")).await.len(), 1);
     // Stored: the token with its lifetime; the client secret nowhere.
-    let raw = raw_get(&url, &format!("{prefix}{}", shared.key()))
+    let raw = raw_get(&url, &format!("{prefix}{{{}}}", shared.key()))
         .await
         .unwrap();
     assert!(raw.contains(token.secret()));
@@ -194,7 +196,7 @@ async fn a_stalled_lease_holder_is_replaced_and_its_late_write_rejected() {
     });
     // A holds the lease and stalls in its token call.
     assert!(eventually(Duration::from_secs(2), || async { slow.fetches() == 1 }).await);
-    assert_eq!(keys(&url, "p:k:lease").await.len(), 1);
+    assert_eq!(keys(&url, "p:{k}:lease").await.len(), 1);
 
     let fast = Counting::new("fast", Duration::from_secs(7200));
     let b = SharedSource::builder(fast.clone(), store(&url, "p:").await, "k")
@@ -292,7 +294,7 @@ async fn redis_stopped_paused_and_restarted_loses_no_request() {
     }
     let token_in_redis = || {
         let url = url.clone();
-        async move { raw_get(&url, "p:k").await.is_some() }
+        async move { raw_get(&url, "p:{k}").await.is_some() }
     };
     let through = lifetime * 3;
 
@@ -399,7 +401,7 @@ async fn eight_instances_renew_one_user_once_through_redis() {
     assert_ne!(stored.refresh_token(), Some(g.refresh_token.as_str()));
     assert!(rec.tokens().iter().all(|t| t == stored.secret()));
     let keys = keys(&url, &format!("{prefix}*")).await;
-    assert_eq!(keys, vec![format!("{prefix}user:u1")]);
+    assert_eq!(keys, vec![format!("{prefix}{{user:u1}}")]);
 }
 
 /// The lease holder extends its lease (compare and `PEXPIRE`); nobody else can.
@@ -416,7 +418,7 @@ async fn only_the_holder_extends_its_lease() {
         let client = redis::Client::open(url.as_str()).unwrap();
         let mut c = client.get_multiplexed_async_connection().await.unwrap();
         redis::cmd("PTTL")
-            .arg(format!("{prefix}k:lease"))
+            .arg(format!("{prefix}{{k}}:lease"))
             .query_async::<i64>(&mut c)
             .await
             .unwrap()
@@ -441,4 +443,80 @@ async fn only_the_holder_extends_its_lease() {
         .await
         .unwrap());
     assert!(keys(&url, &format!("{prefix}*")).await.is_empty());
+}
+
+/// On a local three-node Redis Cluster: a token and its lease share a slot (the scripts run on
+/// one node: no CROSSSLOT), users spread over the nodes, and eight instances connected with
+/// `connect_cluster` share one client token fetch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_keeps_each_token_with_its_lease_and_shares_one_fetch() {
+    let Some(cluster) = redis_cluster::PrivateCluster::start().await else {
+        return;
+    };
+    let urls = cluster.urls();
+    let nodes: Vec<&str> = urls.iter().map(String::as_str).collect();
+    let store = RedisStore::connect_cluster(&nodes).await.unwrap();
+    assert!(format!("{store:?}").contains("cluster: true"));
+    assert!(!format!("{store:?}").contains(&cluster.ports[0].to_string()));
+
+    // Thirty users, each written under its lease: every script finds both keys on one node.
+    for i in 0..30 {
+        let key = format!("user:open-id-{i}");
+        let lease = store
+            .try_lease(&key, Duration::from_secs(10))
+            .await
+            .unwrap()
+            .unwrap();
+        let t = Token::new(format!("act.{i}"), Duration::from_secs(60))
+            .with_open_id(format!("open-id-{i}"))
+            .with_refresh_token(format!("rft.{i}"), Duration::from_secs(600));
+        assert!(store.put_if_leased(&key, &lease, &t).await.unwrap());
+        assert!(store
+            .extend(&key, &lease, Duration::from_secs(20))
+            .await
+            .unwrap());
+        let back = store.get(&key).await.unwrap().unwrap();
+        assert_eq!(back.secret(), format!("act.{i}"));
+        assert!(back.remaining() > Duration::from_secs(58));
+        store.release(&key, &lease).await.unwrap();
+        let token_key = format!("douyin-auth:{{{key}}}");
+        assert_eq!(
+            redis_cluster::keyslot(&urls[0], &token_key).await,
+            redis_cluster::keyslot(&urls[0], &format!("{token_key}:lease")).await
+        );
+    }
+    let per_node = cluster.keys_per_node().await;
+    assert_eq!(per_node.iter().map(Vec::len).sum::<usize>(), 30);
+    assert!(
+        per_node.iter().filter(|k| !k.is_empty()).count() >= 2,
+        "all users on one node: {per_node:?}"
+    );
+
+    // Eight instances, each with its own cluster connection, need a client token at once.
+    let source = Counting::new("clt", Duration::from_secs(7200));
+    let rec = Recorder::new();
+    let mut calls = Vec::new();
+    for _ in 0..8 {
+        let shared = SharedSource::builder(
+            source.clone(),
+            RedisStore::connect_cluster(&nodes).await.unwrap(),
+            "client_token:app",
+        )
+        .poll_interval(Duration::from_millis(20))
+        .build();
+        let svc = DouyinAuthLayer::new(shared).layer(rec.service(|_, _| json("{}")));
+        calls.push(svc.oneshot(req("")));
+    }
+    for res in join_all(calls).await {
+        res.unwrap();
+    }
+    assert_eq!(source.fetches(), 1);
+    assert!(rec.tokens().iter().all(|t| t == "clt.1"));
+
+    // No node answers: connecting fails, without the URL in the error.
+    drop(cluster);
+    let err = RedisStore::connect_cluster(&["redis://:hunter2@127.0.0.1:1"])
+        .await
+        .unwrap_err();
+    assert!(!err.to_string().contains("hunter2"), "{err}");
 }

@@ -116,7 +116,34 @@ async fn no_retry_hands_back_the_expired_answer_and_the_next_request_gets_a_new_
 #[tokio::test]
 async fn a_second_expired_answer_reaches_the_caller() {
     let mock = MockDouyin::start().await.unwrap();
-    // A token the mock never issued: every answer is "invalid", so the retry fails too.
+    // Tokens the mock never issued (a new one each fetch): every answer is "invalid", so the
+    // retry, with another token, fails too.
+    let n = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let unknown = douyin_auth::source_fn(move || {
+        let i = n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        async move {
+            Ok(douyin_auth::Token::new(
+                format!("clt.unknown{i}"),
+                std::time::Duration::from_secs(3600),
+            ))
+        }
+    });
+    let client = client(DouyinAuthMiddleware::new(unknown));
+    let url = format!("{}/oauth/userinfo/", mock.base_url());
+    let body = json(client.get(&url).send().await.unwrap()).await;
+    assert_eq!(body["data"]["error_code"], 2_190_002);
+    assert_eq!(
+        mock.counters().api_calls,
+        2,
+        "sent twice, never three times"
+    );
+}
+
+/// A source that hands the rejected token back: the middleware does not resend it; the
+/// caller gets the first answer.
+#[tokio::test]
+async fn the_rejected_token_is_never_resent() {
+    let mock = MockDouyin::start().await.unwrap();
     let client = client(DouyinAuthMiddleware::new(douyin_auth::StaticToken::new(
         "clt.unknown",
     )));
@@ -125,8 +152,8 @@ async fn a_second_expired_answer_reaches_the_caller() {
     assert_eq!(body["data"]["error_code"], 2_190_002);
     assert_eq!(
         mock.counters().api_calls,
-        2,
-        "sent twice, never three times"
+        1,
+        "sent once: never again with the same token"
     );
 }
 

@@ -40,6 +40,23 @@ fn users<St: TokenStore>(mock: &MockDouyin, store: St) -> StoredUsers<HttpsClien
         .poll_interval(Duration::from_millis(10))
 }
 
+/// A mock with one user who authorised the app, and a memory store holding that user's pair
+/// with `access_left` and `refresh_left` to live.
+async fn saved_user(
+    open_id: &str,
+    access_left: Duration,
+    refresh_left: Duration,
+) -> (MockDouyin, MemoryStore, UserGrant) {
+    let mock = MockDouyin::start().await.unwrap();
+    let store = MemoryStore::new();
+    let g = mock.issue_user_tokens(open_id, ["user_info"]);
+    users(&mock, store.clone())
+        .save(&stored(&g, access_left, refresh_left))
+        .await
+        .unwrap();
+    (mock, store, g)
+}
+
 /// A memory store whose writes fail while `fail` is set, or land and then report a failure (the
 /// answer lost) while `lose_answer` is set.
 #[derive(Clone, Default)]
@@ -253,14 +270,8 @@ async fn a_refreshed_pair_is_written_before_use_and_a_failed_write_is_retried() 
 
 #[tokio::test]
 async fn a_dead_refresh_token_requires_reauthorization_naming_the_user() {
-    let mock = MockDouyin::start().await.unwrap();
-    let store = MemoryStore::new();
-    let g = mock.issue_user_tokens("gone", ["user_info"]);
+    let (mock, store, _) = saved_user("gone", Duration::ZERO, 20 * DAY).await;
     let users = users(&mock, store.clone());
-    users
-        .save(&stored(&g, Duration::ZERO, 20 * DAY))
-        .await
-        .unwrap();
     mock.revoke_user("gone");
     let svc = UserTokenLayer::new(users).layer(Recorder::new().service(|_, _| json("{}")));
 
@@ -283,13 +294,8 @@ async fn a_dead_refresh_token_requires_reauthorization_naming_the_user() {
 
 #[tokio::test]
 async fn a_user_token_written_by_another_instance_is_adopted() {
-    let mock = MockDouyin::start().await.unwrap();
-    let store = MemoryStore::new();
-    let g = mock.issue_user_tokens("u1", ["user_info"]);
+    let (mock, store, g) = saved_user("u1", Duration::from_secs(3600), 20 * DAY).await;
     let a = users(&mock, store.clone());
-    a.save(&stored(&g, Duration::from_secs(3600), 20 * DAY))
-        .await
-        .unwrap();
     let source = a.user("u1");
     // Fresh in the store: adopted, no call.
     assert_eq!(source.fetch().await.unwrap().secret(), g.access_token);
@@ -421,14 +427,8 @@ async fn an_unsaved_pair_never_overwrites_a_newer_stored_one() {
 /// meanwhile (the user authorised again): it is used instead of asking for reauthorisation.
 #[tokio::test]
 async fn a_dead_refresh_token_looks_at_the_store_again_before_giving_up() {
-    let mock = MockDouyin::start().await.unwrap();
-    let store = MemoryStore::new();
-    let g = mock.issue_user_tokens("u1", ["user_info"]);
+    let (mock, store, _) = saved_user("u1", Duration::ZERO, 20 * DAY).await;
     let users = users(&mock, store.clone());
-    users
-        .save(&stored(&g, Duration::ZERO, 20 * DAY))
-        .await
-        .unwrap();
     mock.set_token_latency(Duration::from_millis(200));
     let fetch = tokio::spawn({
         let b = users.user("u1");

@@ -4,7 +4,8 @@
 //! `WaitToken` waits for the one refresh in flight; `Buffer` reads a replayable body; `Send`
 //! awaits the first answer and classifies its head; `Peek` reads a JSON body for the
 //! classifier; `Refresh` waits for the new token after an expiry; `RetryReady`/`Retry` send the
-//! request once more; `Failed`/`Done` end it.
+//! request once more; `Failed`/`Done` end it. The file is one concern (the state machine) and
+//! reads best whole.
 
 use std::fmt;
 use std::future::Future;
@@ -12,9 +13,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
+use std::collections::VecDeque;
+
 use bytes::Bytes;
-use http::{Request, Response};
-use http_body::Body;
+use http::{HeaderMap, Request, Response};
+use http_body::{Body, Frame};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
@@ -23,9 +26,9 @@ use super::peek::{too_large, Peek};
 use super::placement::attach;
 use super::replay::{BufferedBytes, Plan, Replay};
 use crate::body::{contiguous, ReplayBody, ResponseBody};
-use crate::cache::{Ready, TokenCache, TokenHandle};
+use crate::cache::{AfterRejection, Ready, TokenCache, TokenHandle};
 use crate::error::{BoxError, Error};
-use crate::expiry::{ClassifyExpiry, HeadVerdict};
+use crate::expiry::{ClassifyExpiry, HeadVerdict, Rejection};
 use crate::source::BoxFuture;
 
 impl<S, ReqBody, ResBody, C> ResponseFuture<S, ReqBody, ResBody, C>
@@ -70,11 +73,12 @@ where
             Plan::Replay => Some(take_ready(this_inner)),
             Plan::Buffer => {
                 let (parts, body) = req.into_parts();
+                drop(ready);
                 return ResponseFuture {
                     state: State::Buffer {
                         body,
                         buf: BufferedBytes::default(),
-                        ready: Some(ready),
+                        trailers: None,
                     },
                     inner: Some(take_ready(this_inner)),
                     shared,
@@ -164,16 +168,21 @@ pin_project! {
             wait: BoxFuture<'static, Result<Ready, Error>>,
             request: Option<Box<Request<ReqBody>>>,
         },
-        // The request's head waits in the future's `replay` meanwhile.
+        // The request's head waits in the future's `replay` meanwhile; the token is taken
+        // once the body is in (it may have expired while the body came).
         Buffer {
             #[pin]
             body: ReqBody,
             buf: BufferedBytes,
-            ready: Option<Ready>,
+            trailers: Option<Box<HeaderMap>>,
         },
         Send { #[pin] fut: F },
         Peek { peek: Box<Peek<ResBody>> },
-        Refresh { wait: BoxFuture<'static, Result<Ready, Error>> },
+        // The token was rejected: wait for another one, or hand the caller the first answer.
+        Refresh {
+            wait: BoxFuture<'static, Option<Ready>>,
+            first: Option<Box<First<ResBody>>>,
+        },
         RetryReady { ready: Ready },
         Retry { #[pin] fut: F },
         Done,
@@ -285,14 +294,18 @@ where
                 StateProj::Buffer {
                     mut body,
                     buf,
-                    ready,
+                    trailers,
                 } => loop {
                     match ready!(body.as_mut().poll_frame(cx)) {
                         Some(Ok(frame)) => {
-                            if let Ok(data) = frame.into_data() {
-                                buf.push(data);
+                            match frame.into_data() {
+                                Ok(data) => buf.push(data),
+                                Err(frame) => {
+                                    if let Ok(t) = frame.into_trailers() {
+                                        *trailers = Some(Box::new(t));
+                                    }
+                                }
                             }
-                            // Trailers of a request body cannot be replayed and are dropped.
                             // A body that yields more than it declared is never buffered
                             // without bound.
                             let limit = this.shared.replay_limit;
@@ -306,24 +319,46 @@ where
                             return Poll::Ready(Err(Error::Body(e.into())));
                         }
                         None => {
-                            let Some(head) = this.replay.as_mut() else {
+                            let Some(mut head) = this.replay.take() else {
                                 this.state.set(State::Done);
                                 return Poll::Ready(Err(Error::Protocol(
                                     "request parts missing".into(),
                                 )));
                             };
                             head.body = std::mem::take(buf).finish();
-                            let copy = head.duplicate();
-                            let req = std::mem::replace(head, copy).into_request::<ReqBody>();
-                            let Some(ready) = ready.take() else {
-                                this.state.set(State::Done);
-                                return Poll::Ready(Err(Error::Protocol("token missing".into())));
-                            };
                             let Some(inner) = this.inner.as_mut() else {
                                 this.state.set(State::Done);
                                 return Poll::Ready(Err(Error::Protocol(
                                     "inner service missing".into(),
                                 )));
+                            };
+                            let cache = this.cache.as_ref().unwrap_or(&this.shared.cache);
+                            // Trailers cannot be replayed from bytes: the request goes once,
+                            // rebuilt as it came.
+                            let req = match trailers.take() {
+                                Some(t) => match head.into_request_with_trailers::<ReqBody>(*t) {
+                                    Some(req) => req,
+                                    None => {
+                                        this.state.set(State::Done);
+                                        return Poll::Ready(Err(Error::Body(Box::from(
+                                            "this request body type cannot carry the request's trailers (ReplayBody::from_bytes_with_trailers)",
+                                        ))));
+                                    }
+                                },
+                                None => {
+                                    // The original is sent (its header map has room for the
+                                    // token; a copy's has none) and the copy kept.
+                                    *this.replay = Some(head.duplicate());
+                                    head.into_request::<ReqBody>()
+                                }
+                            };
+                            // The token is read now: it may have expired while the body came.
+                            let Some(ready) = cache.lookup() else {
+                                *this.replay = None;
+                                break State::WaitToken {
+                                    wait: Box::pin(Arc::clone(cache).wait()),
+                                    request: Some(Box::new(req)),
+                                };
                             };
                             break send_first(inner, this.shared, this.generation, req, ready);
                         }
@@ -347,16 +382,18 @@ where
                             return Poll::Ready(Ok(res.map(ResponseBody::passthrough)));
                         }
                         HeadVerdict::Expired => {
-                            match on_expired(
+                            let first = First::Head(res);
+                            match on_rejected(
                                 this.cache.as_ref().unwrap_or(&this.shared.cache),
                                 *this.generation,
+                                Rejection::Expired,
                                 this.replay,
-                                *this.retried,
+                                first,
                             ) {
-                                Some(next) => next,
-                                None => {
+                                Ok(next) => next,
+                                Err(first) => {
                                     this.state.set(State::Done);
-                                    return Poll::Ready(Ok(res.map(ResponseBody::passthrough)));
+                                    return Poll::Ready(Ok((*first).into_response()));
                                 }
                             }
                         }
@@ -373,7 +410,11 @@ where
                     }
                 }
                 StateProj::Peek { peek } => {
-                    let filled = ready!(peek.poll_fill(cx, this.shared.peek_limit));
+                    let filled = ready!(peek.poll_fill(
+                        cx,
+                        this.shared.peek_limit,
+                        this.shared.peek_timeout
+                    ));
                     let Peek {
                         head, body, frames, ..
                     } = &mut **peek;
@@ -392,31 +433,35 @@ where
                     } else {
                         None
                     };
-                    let expired = rejection.is_some();
-                    let next = if expired {
-                        on_expired(
-                            this.cache.as_ref().unwrap_or(&this.shared.cache),
-                            *this.generation,
-                            this.replay,
-                            *this.retried,
-                        )
-                    } else {
-                        None
+                    let Some(rejection) = rejection else {
+                        let body = ResponseBody::replay(std::mem::take(frames), error, rest);
+                        this.state.set(State::Done);
+                        return Poll::Ready(Ok(Response::from_parts(head, body)));
                     };
-                    match next {
-                        Some(next) => next,
-                        None => {
-                            let body = ResponseBody::replay(std::mem::take(frames), error, rest);
+                    let first = First::Read(head, std::mem::take(frames));
+                    match on_rejected(
+                        this.cache.as_ref().unwrap_or(&this.shared.cache),
+                        *this.generation,
+                        rejection,
+                        this.replay,
+                        first,
+                    ) {
+                        Ok(next) => next,
+                        Err(first) => {
                             this.state.set(State::Done);
-                            return Poll::Ready(Ok(Response::from_parts(head, body)));
+                            return Poll::Ready(Ok((*first).into_response()));
                         }
                     }
                 }
-                StateProj::Refresh { wait } => match ready!(wait.as_mut().poll(cx)) {
-                    Ok(ready) => State::RetryReady { ready },
-                    Err(e) => {
+                StateProj::Refresh { wait, first } => match ready!(wait.as_mut().poll(cx)) {
+                    Some(ready) => State::RetryReady { ready },
+                    None => {
+                        let first = first.take();
                         this.state.set(State::Done);
-                        return Poll::Ready(Err(e));
+                        return Poll::Ready(match first {
+                            Some(first) => Ok((*first).into_response()),
+                            None => Err(Error::Protocol("first answer missing".into())),
+                        });
                     }
                 },
                 StateProj::RetryReady { ready } => {
@@ -490,7 +535,7 @@ impl<S, C> Begin<'_, S, C> {
                 return State::Buffer {
                     body,
                     buf: BufferedBytes::default(),
-                    ready: Some(ready),
+                    trailers: None,
                 };
             }
         }
@@ -498,25 +543,58 @@ impl<S, C> Begin<'_, S, C> {
     }
 }
 
-/// The token was rejected: drop it from the cache (if it is still the one used) and, when
-/// the request can be sent again and was not yet, wait for the refresh.
-fn on_expired<F, ReqBody, ResBody>(
+/// The first answer, kept while the request waits for another token, to hand back as it came
+/// if none comes.
+enum First<B> {
+    /// An answer whose head said "expired"; its body not read.
+    Head(Response<B>),
+    /// A JSON answer read whole for the classifier.
+    Read(http::response::Parts, VecDeque<Frame<Bytes>>),
+}
+
+impl<B: Body<Data = Bytes>> First<B> {
+    fn into_response(self) -> Response<ResponseBody<B>> {
+        match self {
+            First::Head(res) => res.map(ResponseBody::passthrough),
+            First::Read(head, frames) => {
+                Response::from_parts(head, ResponseBody::replay(frames, None, None))
+            }
+        }
+    }
+}
+
+/// The token was rejected: ask the cache what next. With a replay copy, wait for another token
+/// (or retry at once with the one in place); without one, or when no other token can be had,
+/// the caller gets the first answer (`Err`) as the server sent it.
+fn on_rejected<F, ReqBody, ResBody>(
     cache: &Arc<TokenCache>,
     generation: Option<u64>,
+    rejection: Rejection,
     replay: &Option<Replay>,
-    retried: bool,
-) -> Option<State<F, ReqBody, ResBody>> {
-    if let Some(generation) = generation {
-        cache.invalidate(generation);
-    }
-    let will_retry = !retried && replay.is_some();
+    first: First<ResBody>,
+) -> Result<State<F, ReqBody, ResBody>, Box<First<ResBody>>> {
+    let Some(generation) = generation else {
+        return Err(Box::new(first));
+    };
+    let path = replay.as_ref().map(|r| r.uri.path());
+    let next = cache.rejected(generation, rejection, path);
     tracing::debug!(
         target: "douyin_auth",
         generation,
-        retry = will_retry,
+        verdict = ?rejection,
+        retry = replay.is_some() && !matches!(next, AfterRejection::GiveUp),
         "token expiry detected"
     );
-    will_retry.then(|| State::Refresh {
-        wait: Box::pin(Arc::clone(cache).wait()),
-    })
+    if replay.is_none() {
+        // Not replayable: any refresh started runs on its own for the next requests.
+        return Err(Box::new(first));
+    }
+    match next {
+        AfterRejection::Retry(ready) => Ok(State::RetryReady { ready }),
+        AfterRejection::Wait(wait) => Ok(State::Refresh {
+            wait: Box::pin(wait.new_token()),
+            first: Some(Box::new(first)),
+        }),
+        AfterRejection::GiveUp => Err(Box::new(first)),
+    }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tower_layer::Layer;
 
-use super::options::{Shared, DEFAULT_PEEK_LIMIT, DEFAULT_REPLAY_LIMIT};
+use super::options::{Shared, DEFAULT_PEEK_LIMIT, DEFAULT_PEEK_TIMEOUT, DEFAULT_REPLAY_LIMIT};
 use super::placement::TokenPlacement;
 use super::service::DouyinAuth;
 use super::targets::Targets;
@@ -77,6 +77,7 @@ impl DouyinAuthLayer {
             placement: TokenPlacement::default(),
             classifier: DouyinExpiry::default(),
             peek_limit: DEFAULT_PEEK_LIMIT,
+            peek_timeout: DEFAULT_PEEK_TIMEOUT,
             replay_limit: DEFAULT_REPLAY_LIMIT,
             retry: true,
             targets: Targets::default(),
@@ -134,6 +135,7 @@ pub struct DouyinAuthLayerBuilder<C = DouyinExpiry> {
     placement: TokenPlacement,
     classifier: C,
     peek_limit: usize,
+    peek_timeout: Duration,
     replay_limit: usize,
     retry: bool,
     targets: Targets,
@@ -147,6 +149,7 @@ impl<C> fmt::Debug for DouyinAuthLayerBuilder<C> {
             .field("placement", &self.placement)
             .field("classifier", &std::any::type_name::<C>())
             .field("peek_limit", &self.peek_limit)
+            .field("peek_timeout", &self.peek_timeout)
             .field("replay_limit", &self.replay_limit)
             .field("retry", &self.retry)
             .field("targets", &self.targets)
@@ -215,6 +218,15 @@ impl<C> DouyinAuthLayerBuilder<C> {
         self
     }
 
+    /// How long a JSON answer's body may keep the layer waiting while it reads the body for
+    /// the classifier. Past it, the caller gets the answer at once, unclassified, with the
+    /// bytes read so far in front of the rest, so a stalled body never holds the response head.
+    /// Default: 5 seconds ([`DEFAULT_PEEK_TIMEOUT`](crate::DEFAULT_PEEK_TIMEOUT)).
+    pub fn peek_timeout(mut self, timeout: Duration) -> Self {
+        self.peek_timeout = timeout;
+        self
+    }
+
     /// The largest request body that is buffered so the request can be sent again after an
     /// expiry. Larger bodies and bodies of unknown size go out once. Default: 64 KiB.
     pub fn replay_limit(mut self, bytes: usize) -> Self {
@@ -258,6 +270,7 @@ impl<C> DouyinAuthLayerBuilder<C> {
             placement: self.placement,
             classifier,
             peek_limit: self.peek_limit,
+            peek_timeout: self.peek_timeout,
             replay_limit: self.replay_limit,
             retry: self.retry,
             targets: self.targets,
@@ -282,6 +295,7 @@ impl<C> DouyinAuthLayerBuilder<C> {
                 placement: self.placement,
                 classifier: self.classifier,
                 peek_limit: self.peek_limit,
+                peek_timeout: self.peek_timeout,
                 replay_limit: self.replay_limit,
                 retry: self.retry,
                 targets: self.targets,

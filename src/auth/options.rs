@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::header::HeaderName;
 
@@ -11,6 +12,10 @@ use crate::cache::TokenCache;
 
 /// Default size up to which a request body is buffered so it can be replayed: 64 KiB.
 pub const DEFAULT_REPLAY_LIMIT: usize = 64 * 1024;
+
+/// Default time a JSON answer's body may keep the peek waiting before the answer is handed on
+/// unclassified: 5 seconds.
+pub const DEFAULT_PEEK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Default size up to which a JSON response body is read to look for an expiry code: 64 KiB.
 pub const DEFAULT_PEEK_LIMIT: usize = 64 * 1024;
@@ -22,6 +27,7 @@ pub(crate) struct Shared<C> {
     pub(crate) header_name: Option<HeaderName>,
     pub(crate) classifier: C,
     pub(crate) peek_limit: usize,
+    pub(crate) peek_timeout: Duration,
     pub(crate) replay_limit: usize,
     pub(crate) retry: bool,
     pub(crate) targets: Targets,
@@ -34,6 +40,7 @@ impl<C> fmt::Debug for Shared<C> {
             .field("placement", &self.placement)
             .field("classifier", &std::any::type_name::<C>())
             .field("peek_limit", &self.peek_limit)
+            .field("peek_timeout", &self.peek_timeout)
             .field("replay_limit", &self.replay_limit)
             .field("retry", &self.retry)
             .field("targets", &self.targets)

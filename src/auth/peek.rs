@@ -1,8 +1,10 @@
 //! Reading the start of a JSON answer for the classifier, bounded by the peek limit.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::pin::Pin;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::CONTENT_LENGTH;
@@ -15,6 +17,9 @@ pub(crate) struct Peek<B> {
     pub(crate) body: Option<B>,
     pub(crate) frames: VecDeque<Frame<Bytes>>,
     pub(crate) seen: usize,
+    /// Armed when the body first keeps the reader waiting: past it, the answer goes to the
+    /// caller unclassified, with what was read so far in front of the rest.
+    pub(crate) stall: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 /// How reading a peeked body stopped.
@@ -32,14 +37,17 @@ impl<B: Body<Data = Bytes> + Unpin> Peek<B> {
             body: Some(body),
             frames: VecDeque::new(),
             seen: 0,
+            stall: None,
         }
     }
 
-    /// Reads frames until the body ends, fails, or more than `limit` bytes were seen.
+    /// Reads frames until the body ends, fails, more than `limit` bytes were seen, or it kept
+    /// the reader waiting `timeout` in all.
     pub(crate) fn poll_fill(
         &mut self,
         cx: &mut Context<'_>,
         limit: usize,
+        timeout: Duration,
     ) -> Poll<Filled<B::Error>> {
         let Some(b) = self.body.as_mut() else {
             return Poll::Ready(Filled {
@@ -54,7 +62,29 @@ impl<B: Body<Data = Bytes> + Unpin> Peek<B> {
                     error: None,
                 });
             }
-            match ready!(Pin::new(&mut *b).poll_frame(cx)) {
+            let polled = match Pin::new(&mut *b).poll_frame(cx) {
+                Poll::Ready(polled) => polled,
+                Poll::Pending => {
+                    let stall = self
+                        .stall
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                    return match stall.as_mut().poll(cx) {
+                        Poll::Ready(()) => {
+                            tracing::debug!(
+                                target: "douyin_auth",
+                                read = self.seen,
+                                "the answer's body stalled past the peek timeout; passed on unclassified"
+                            );
+                            Poll::Ready(Filled {
+                                ended: false,
+                                error: None,
+                            })
+                        }
+                        Poll::Pending => Poll::Pending,
+                    };
+                }
+            };
+            match polled {
                 Some(Ok(frame)) => {
                     if let Some(d) = frame.data_ref() {
                         self.seen = self.seen.saturating_add(d.len());

@@ -58,8 +58,22 @@ impl Replay {
         }
     }
 
-    pub(crate) fn into_request<B: ReplayBody>(self) -> Request<B> {
-        let mut req = Request::new(B::from_bytes(self.body));
+    pub(crate) fn into_request<B: ReplayBody>(mut self) -> Request<B> {
+        let body = B::from_bytes(std::mem::take(&mut self.body));
+        self.with_body(body)
+    }
+
+    /// The request as it came, trailers and all, if the body type can carry trailers.
+    pub(crate) fn into_request_with_trailers<B: ReplayBody>(
+        mut self,
+        trailers: HeaderMap,
+    ) -> Option<Request<B>> {
+        let body = B::from_bytes_with_trailers(std::mem::take(&mut self.body), trailers)?;
+        Some(self.with_body(body))
+    }
+
+    fn with_body<B>(self, body: B) -> Request<B> {
+        let mut req = Request::new(body);
         *req.method_mut() = self.method;
         *req.uri_mut() = self.uri;
         *req.version_mut() = self.version;

@@ -1,7 +1,12 @@
 //! [`ReplayBody`]: request body types the layer can rebuild from bytes.
 
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use bytes::Bytes;
-use http_body::Body;
+use http::HeaderMap;
+use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
 
 /// A request body type the layer can rebuild from bytes, so that a request whose token was
@@ -41,6 +46,18 @@ use http_body_util::Full;
 pub trait ReplayBody: Body + Sized {
     /// A body that yields exactly `bytes`.
     fn from_bytes(bytes: Bytes) -> Self;
+
+    /// A body that yields `bytes` and then `trailers`, if this type can carry trailers.
+    ///
+    /// The layer reads a replayable body before sending it; when that body ends with
+    /// trailers, the request cannot be replayed faithfully from bytes, so it is sent once, as
+    /// it came, rebuilt by this method. The default is `None` (the request then fails with
+    /// [`Error::Body`](crate::Error::Body)): right for types that never carry trailers, such
+    /// as [`Full`] and [`String`]. The boxed bodies and the axum and tonic bodies carry them.
+    fn from_bytes_with_trailers(bytes: Bytes, trailers: HeaderMap) -> Option<Self> {
+        let _ = (bytes, trailers);
+        None
+    }
 }
 
 impl ReplayBody for Full<Bytes> {
@@ -61,6 +78,12 @@ impl<E: 'static> ReplayBody for http_body_util::combinators::BoxBody<Bytes, E> {
         use http_body_util::BodyExt;
         Full::new(bytes).map_err(|never| match never {}).boxed()
     }
+
+    fn from_bytes_with_trailers(bytes: Bytes, trailers: HeaderMap) -> Option<Self> {
+        use http_body_util::BodyExt;
+        let body = WithTrailers::new(bytes, trailers);
+        Some(body.map_err(|never| match never {}).boxed())
+    }
 }
 
 impl<E: 'static> ReplayBody for http_body_util::combinators::UnsyncBoxBody<Bytes, E> {
@@ -70,6 +93,12 @@ impl<E: 'static> ReplayBody for http_body_util::combinators::UnsyncBoxBody<Bytes
             .map_err(|never| match never {})
             .boxed_unsync()
     }
+
+    fn from_bytes_with_trailers(bytes: Bytes, trailers: HeaderMap) -> Option<Self> {
+        use http_body_util::BodyExt;
+        let body = WithTrailers::new(bytes, trailers);
+        Some(body.map_err(|never| match never {}).boxed_unsync())
+    }
 }
 
 #[cfg(feature = "axum")]
@@ -78,6 +107,12 @@ impl ReplayBody for axum_core::body::Body {
     fn from_bytes(bytes: Bytes) -> Self {
         axum_core::body::Body::from(bytes)
     }
+
+    fn from_bytes_with_trailers(bytes: Bytes, trailers: HeaderMap) -> Option<Self> {
+        Some(axum_core::body::Body::new(WithTrailers::new(
+            bytes, trailers,
+        )))
+    }
 }
 
 #[cfg(feature = "tonic")]
@@ -85,5 +120,50 @@ impl ReplayBody for axum_core::body::Body {
 impl ReplayBody for tonic::body::Body {
     fn from_bytes(bytes: Bytes) -> Self {
         tonic::body::Body::new(Full::new(bytes))
+    }
+
+    fn from_bytes_with_trailers(bytes: Bytes, trailers: HeaderMap) -> Option<Self> {
+        Some(tonic::body::Body::new(WithTrailers::new(bytes, trailers)))
+    }
+}
+
+/// A body of one data frame and then trailers: a request body rebuilt as it came.
+struct WithTrailers {
+    data: Option<Bytes>,
+    trailers: Option<HeaderMap>,
+    len: u64,
+}
+
+impl WithTrailers {
+    fn new(data: Bytes, trailers: HeaderMap) -> Self {
+        let len = u64::try_from(data.len()).unwrap_or(u64::MAX);
+        Self {
+            data: (!data.is_empty()).then_some(data),
+            trailers: Some(trailers),
+            len,
+        }
+    }
+}
+
+impl Body for WithTrailers {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if let Some(data) = self.data.take() {
+            return Poll::Ready(Some(Ok(Frame::data(data))));
+        }
+        Poll::Ready(self.trailers.take().map(|t| Ok(Frame::trailers(t))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.data.is_none() && self.trailers.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(if self.data.is_some() { self.len } else { 0 })
     }
 }

@@ -7,12 +7,14 @@
 //! Everything else (refresh, waiting, failure book-keeping) happens on the refresh path under
 //! a `std` mutex that the hot path never touches.
 
+mod backoff;
 mod config;
 
 #[cfg(test)]
 pub(crate) use self::config::DEFAULT_REFRESH_TIMEOUT;
 pub(crate) use self::config::{CacheConfig, HeaderFormat};
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -22,12 +24,12 @@ use http::HeaderValue;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use self::backoff::{random_up_to, Failures};
 use crate::douyin::codes::CodeKind;
-
 use crate::error::{find_douyin, Error, SharedError};
+use crate::expiry::Rejection;
 use crate::source::DynTokenSource;
-use crate::token::deadline;
-use crate::token::Token;
+use crate::token::{deadline, Token};
 
 /// A token as the cache holds it: with its header value and deadlines computed once.
 pub(crate) struct CachedToken {
@@ -36,6 +38,25 @@ pub(crate) struct CachedToken {
     pub(crate) stale_at: Instant,
     pub(crate) usable_until: Instant,
     pub(crate) token: Token,
+    /// For a token a rejection's refresh brought: when that refresh started, and how many
+    /// replacements in a row, each rejected soon after it came, led to it.
+    replaced: Option<Replaced>,
+}
+
+impl CachedToken {
+    fn ready(&self) -> Ready {
+        Ready {
+            header: self.header.clone(),
+            generation: self.generation,
+        }
+    }
+}
+
+/// Where a replacement token came from; see [`TokenCache::rejected`].
+#[derive(Clone, Copy, Debug)]
+struct Replaced {
+    at: Instant,
+    chain: u32,
 }
 
 /// What a request needs of the cached token.
@@ -94,18 +115,69 @@ impl Failure {
 
 type Outcome = Result<Arc<CachedToken>, Failure>;
 
+/// How many published tokens the cache remembers, to find the secret of a rejected one.
+const RECENT: usize = 4;
+
 #[derive(Default)]
 struct RefreshState {
+    /// The one fetch in flight: it stays here until the fetch really ends.
     flight: Option<watch::Receiver<Option<Outcome>>>,
-    failures: u32,
+    failures: Failures,
     retry_at: Option<Instant>,
     last_failure: Option<Failure>,
+    /// The tokens published last, newest last (the current one among them).
+    recent: VecDeque<Arc<CachedToken>>,
 }
 
-enum Joined {
-    Ready(Ready),
-    Wait(watch::Receiver<Option<Outcome>>),
-    Fail(Error),
+/// What a request whose token was rejected does next; see [`TokenCache::rejected`].
+pub(crate) enum AfterRejection {
+    /// Send it again with this token (another one was in place already).
+    Retry(Ready),
+    /// Wait for the refresh in flight; retry only with a token other than the rejected one.
+    Wait(RejectionWait),
+    /// No other token can be had now: the caller gets the server's answer.
+    GiveUp,
+}
+
+/// A wait for the refresh a rejection started or joined.
+pub(crate) struct RejectionWait {
+    rx: watch::Receiver<Option<Outcome>>,
+    rejected: Arc<CachedToken>,
+    give_up: Instant,
+}
+
+impl RejectionWait {
+    /// The new token, unless the refresh failed, timed out, or handed back the rejected one.
+    pub(crate) async fn new_token(mut self) -> Option<Ready> {
+        let outcome = tokio::time::timeout_at(self.give_up, wait_outcome(&mut self.rx)).await;
+        match outcome {
+            Ok(Ok(c)) if c.token.secret() != self.rejected.token.secret() => Some(c.ready()),
+            Ok(Ok(_)) => {
+                tracing::warn!(
+                    target: "douyin_auth",
+                    generation = self.rejected.generation,
+                    "the token source handed back the rejected token; the answer goes to the caller"
+                );
+                None
+            }
+            Ok(Err(f)) => {
+                tracing::warn!(
+                    target: "douyin_auth",
+                    error = %f.to_error(),
+                    cause = f.cause().map(tracing::field::display),
+                    "no new token after a rejection; the answer goes to the caller"
+                );
+                None
+            }
+            Err(_) => {
+                tracing::warn!(
+                    target: "douyin_auth",
+                    "no new token within the refresh timeout after a rejection; the answer goes to the caller"
+                );
+                None
+            }
+        }
+    }
 }
 
 /// One service's handle on the cached token (`arc_swap::Cache`): it keeps a reference to the
@@ -133,6 +205,12 @@ impl std::ops::Deref for CurrentOf {
     fn deref(&self) -> &Self::Target {
         &self.0.current
     }
+}
+
+/// What a waiting request does next, decided under the lock and done after it.
+enum Next {
+    Wait(watch::Receiver<Option<Outcome>>),
+    Sleep(Instant),
 }
 
 /// The cache shared by a layer, its services and all their clones.
@@ -203,14 +281,13 @@ impl TokenCache {
         self.usable_or_stale(handle.0.load().as_ref()?)
     }
 
+    /// `stale_at` is never after `usable_until` (see `prepare`), so a token before its stale
+    /// point is always inside its usable life.
     #[inline]
     fn usable_or_stale(self: &Arc<Self>, cached: &CachedToken) -> Option<Ready> {
         let now = Instant::now();
         if now < cached.stale_at {
-            return Some(Ready {
-                header: cached.header.clone(),
-                generation: cached.generation,
-            });
+            return Some(cached.ready());
         }
         self.stale_or_expired(cached, now)
     }
@@ -227,48 +304,186 @@ impl TokenCache {
                 "stale token served"
             );
             self.refresh_in_background(now);
-            return Some(Ready {
-                header: cached.header.clone(),
-                generation: cached.generation,
-            });
+            return Some(cached.ready());
         }
         None
     }
 
     /// Waits for a usable token: the cached one if it is usable by then, else the outcome of
-    /// the one refresh in flight (started if none is). Fails with the refresh's error, or at
-    /// once while backing off after a failure.
+    /// the one refresh in flight (started if none is), at most the refresh timeout. While
+    /// backing off after a failure, waits for the next attempt if it starts within the refresh
+    /// timeout (and then for that attempt, at most the refresh timeout again), and fails at
+    /// once with [`Error::Backoff`] if it does not.
     pub(crate) async fn wait(self: Arc<Self>) -> Result<Ready, Error> {
-        // The same rule as the fast path, so a token published meanwhile is used as is.
-        if let Some(ready) = self.lookup() {
-            return Ok(ready);
-        }
-        let rx = match self.join_or_start(Instant::now()) {
-            Joined::Ready(r) => return Ok(r),
-            Joined::Fail(e) => return Err(e),
-            Joined::Wait(rx) => rx,
-        };
-        match wait_outcome(rx).await {
-            Ok(c) => Ok(Ready {
-                header: c.header.clone(),
-                generation: c.generation,
-            }),
-            Err(f) => Err(f.to_error()),
+        let timeout = self.config.refresh_timeout;
+        let mut give_up = deadline(Instant::now(), timeout);
+        let mut slept = false;
+        loop {
+            // The same rule as the fast path, so a token published meanwhile is used as is.
+            if let Some(ready) = self.lookup() {
+                return Ok(ready);
+            }
+            let now = Instant::now();
+            let next = {
+                let mut st = lock(&self.state);
+                if let Some(rx) = &st.flight {
+                    Next::Wait(rx.clone())
+                } else if let Some(ready) = self.usable_now(now) {
+                    return Ok(ready);
+                } else if let Some(retry_at) = st.retry_at.filter(|t| now < *t) {
+                    if slept || retry_at > give_up {
+                        let last = st.last_failure.as_ref().map(Failure::shared);
+                        return Err(Error::Backoff {
+                            retry_in: retry_at - now,
+                            last: last.unwrap_or_else(|| {
+                                SharedError::new(Box::new(Error::RefreshTimeout(timeout)))
+                            }),
+                        });
+                    }
+                    Next::Sleep(retry_at)
+                } else {
+                    Next::Wait(self.start(&mut st, None)?)
+                }
+            };
+            let mut rx = match next {
+                Next::Wait(rx) => rx,
+                Next::Sleep(until) => {
+                    tokio::time::sleep_until(until).await;
+                    // The attempt it waited for gets a whole refresh timeout of its own.
+                    give_up = deadline(until, timeout);
+                    slept = true;
+                    continue;
+                }
+            };
+            return match tokio::time::timeout_at(give_up, wait_outcome(&mut rx)).await {
+                Ok(Ok(c)) => Ok(c.ready()),
+                Ok(Err(f)) => Err(f.to_error()),
+                Err(_) => Err(Error::RefreshTimeout(timeout)),
+            };
         }
     }
 
-    /// Drops the cached token if it is still the one with `generation` (the one a request used
-    /// and the server rejected). A newer token is left alone.
+    /// The server rejected the token of `generation` (`rejection` says why). Drops it from the
+    /// cache and says what the request does next:
+    ///
+    /// - another token (a different secret) is in place already: retry with it;
+    /// - a refresh is in flight: wait for it, and retry only if it brings another secret;
+    /// - otherwise start one refresh, telling the source which token was rejected
+    ///   ([`TokenSource::fetch_replacing`](crate::TokenSource::fetch_replacing)), unless the
+    ///   rejected token is itself the replacement of a rejected one, fetched less than the
+    ///   bound ago (the minimum refresh interval for an expired token, six times that for an
+    ///   invalid one): then the token is kept and the caller gets the server's answer, so an
+    ///   API that rejects every token costs no fetch per request; or unless the cache is
+    ///   backing off after a failed refresh.
+    ///
+    /// `path` names the request in the warning, when the request was kept.
+    pub(crate) fn rejected(
+        self: &Arc<Self>,
+        generation: u64,
+        rejection: Rejection,
+        path: Option<&str>,
+    ) -> AfterRejection {
+        let now = Instant::now();
+        let cur = self.current.load_full();
+        let mut st = lock(&self.state);
+        let rejected = st
+            .recent
+            .iter()
+            .find(|c| c.generation == generation)
+            .cloned();
+        // Another token (another secret) is in place already: retry with it, by the fast
+        // path's rule (a stale one starts a background refresh).
+        let other = cur.as_ref().filter(|c| {
+            rejected
+                .as_ref()
+                .is_none_or(|r| c.token.secret() != r.token.secret())
+        });
+        if let Some(c) = other.filter(|c| now < c.usable_until).cloned() {
+            drop(st);
+            return match self.usable_or_stale(&c) {
+                Some(ready) => AfterRejection::Retry(ready),
+                None => AfterRejection::GiveUp,
+            };
+        }
+        let give_up = deadline(now, self.config.refresh_timeout);
+        // Another token is in place but past its usable life: wait for the ordinary refresh.
+        if let Some(c) = other.cloned() {
+            let rx = match &st.flight {
+                Some(rx) => rx.clone(),
+                None if st.retry_at.is_some_and(|t| now < t) => return AfterRejection::GiveUp,
+                None => match self.start(&mut st, None) {
+                    Ok(rx) => rx,
+                    Err(_) => return AfterRejection::GiveUp,
+                },
+            };
+            let rejected = rejected.unwrap_or(c);
+            return AfterRejection::Wait(RejectionWait {
+                rx,
+                rejected,
+                give_up,
+            });
+        }
+        let Some(rejected) = rejected else {
+            return AfterRejection::GiveUp;
+        };
+        if let Some(rx) = &st.flight {
+            return AfterRejection::Wait(RejectionWait {
+                rx: rx.clone(),
+                rejected,
+                give_up,
+            });
+        }
+        // A replacement rejected soon after it came: an invalid one ends the chain at once
+        // (the API rejects fresh tokens), an expired one after one more try.
+        let (bound, longest_chain) = match rejection {
+            Rejection::Invalid => (self.config.min_refresh_interval.saturating_mul(6), 1),
+            _ => (self.config.min_refresh_interval, 2),
+        };
+        let chain = match rejected.replaced {
+            Some(r) if now.saturating_duration_since(r.at) < bound => r.chain,
+            _ => 0,
+        };
+        if chain >= longest_chain {
+            tracing::warn!(
+                target: "douyin_auth",
+                generation,
+                verdict = ?rejection,
+                path = path.unwrap_or("(not kept)"),
+                "the API keeps rejecting fresh tokens (wrong token kind, missing scope or permission?); no refresh for this rejection"
+            );
+            return AfterRejection::GiveUp;
+        }
+        if st.retry_at.is_some_and(|t| now < t) {
+            return AfterRejection::GiveUp;
+        }
+        if let Some(c) = cur.filter(|c| c.token.secret() == rejected.token.secret()) {
+            let prev = self.current.compare_and_swap(&c, None);
+            if prev.as_ref().is_some_and(|p| Arc::ptr_eq(p, &c)) {
+                tracing::debug!(target: "douyin_auth", generation = c.generation, "token invalidated");
+            }
+        }
+        let replaced = Replaced {
+            at: now,
+            chain: chain + 1,
+        };
+        match self.start(&mut st, Some((rejected.token.clone(), replaced))) {
+            Ok(rx) => AfterRejection::Wait(RejectionWait {
+                rx,
+                rejected,
+                give_up,
+            }),
+            Err(_) => AfterRejection::GiveUp,
+        }
+    }
+
+    /// Drops the cached token if it is still the one with `generation`. For tests.
+    #[cfg(test)]
     pub(crate) fn invalidate(&self, generation: u64) -> bool {
         let cur = self.current.load();
         match cur.as_ref() {
             Some(c) if c.generation == generation => {
                 let prev = self.current.compare_and_swap(&*cur, None);
-                let swapped = prev.as_ref().is_some_and(|p| p.generation == generation);
-                if swapped {
-                    tracing::debug!(target: "douyin_auth", generation, "token invalidated");
-                }
-                swapped
+                prev.as_ref().is_some_and(|p| p.generation == generation)
             }
             _ => false,
         }
@@ -278,7 +493,7 @@ impl TokenCache {
     /// runs and it outlives the cached token (a newer token another instance fetched). Never
     /// on the request path. Whether it was published.
     pub(crate) fn offer(&self, token: Token) -> bool {
-        let st = lock(&self.state);
+        let mut st = lock(&self.state);
         if st.flight.is_some() {
             return false;
         }
@@ -287,10 +502,10 @@ impl TokenCache {
                 return false;
             }
         }
-        match self.prepare(token) {
+        match self.prepare(token, false, None) {
             Ok(c) => {
                 tracing::debug!(target: "douyin_auth", generation = c.generation, "token adopted from the store");
-                self.current.store(Some(c));
+                self.publish(&mut st, c);
                 true
             }
             Err(_) => false,
@@ -315,45 +530,21 @@ impl TokenCache {
         }
         // Errors here (no runtime) leave the still-valid token in use; the next request that
         // must wait reports them.
-        let _ = self.start(&mut st);
-    }
-
-    fn join_or_start(self: &Arc<Self>, now: Instant) -> Joined {
-        let mut st = lock(&self.state);
-        if let Some(rx) = &st.flight {
-            return Joined::Wait(rx.clone());
-        }
-        // A refresh may have finished between our look and the lock.
-        if let Some(ready) = self.usable_now(now) {
-            return Joined::Ready(ready);
-        }
-        if let (Some(retry_at), Some(last)) = (st.retry_at, &st.last_failure) {
-            if now < retry_at {
-                return Joined::Fail(Error::Backoff {
-                    retry_in: retry_at - now,
-                    last: last.shared(),
-                });
-            }
-        }
-        match self.start(&mut st) {
-            Ok(rx) => Joined::Wait(rx),
-            Err(e) => Joined::Fail(e),
-        }
+        let _ = self.start(&mut st, None);
     }
 
     fn usable_now(&self, now: Instant) -> Option<Ready> {
         let guard = self.current.load();
         let c = guard.as_ref()?;
-        (now < c.usable_until).then(|| Ready {
-            header: c.header.clone(),
-            generation: c.generation,
-        })
+        (now < c.usable_until).then(|| c.ready())
     }
 
-    /// Starts the one refresh; the caller holds the state lock and has checked none runs.
+    /// Starts the one refresh (told which token was rejected, if one was); the caller holds
+    /// the state lock and has checked none runs.
     fn start(
         self: &Arc<Self>,
         st: &mut RefreshState,
+        rejected: Option<(Token, Replaced)>,
     ) -> Result<watch::Receiver<Option<Outcome>>, Error> {
         let handle = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
         let (tx, rx) = watch::channel(None);
@@ -373,7 +564,7 @@ impl TokenCache {
         );
         span.follows_from(tracing::Span::current());
         handle.spawn(tracing::Instrument::instrument(
-            run_refresh(guard, tx),
+            run_refresh(guard, tx, rejected),
             span,
         ));
         Ok(rx)
@@ -383,7 +574,16 @@ impl TokenCache {
         u64::try_from(t.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
     }
 
-    fn prepare(&self, token: Token) -> Outcome {
+    /// The cached form of `token`, with its deadlines:
+    ///
+    /// - `usable_until`: the expiry less the expiry margin (at most a quarter of the lifetime);
+    ///   for a token the source handed back `unchanged` (a stable endpoint has no newer one
+    ///   until it expires), its real expiry;
+    /// - `stale_at`: the expiry less the refresh margin (at most half the lifetime) and the
+    ///   jitter, not before the minimum refresh interval, and never after `usable_until`
+    ///   (whatever the margins, no token is served inside its expiry margin); for an unchanged
+    ///   token, its expiry: the next attempt is when a new token can be had.
+    fn prepare(&self, token: Token, unchanged: bool, replaced: Option<Replaced>) -> Outcome {
         let now = Instant::now();
         let expires_at = token.expires_at();
         if expires_at <= now {
@@ -399,23 +599,48 @@ impl TokenCache {
         // a reference-count increment and never an allocation.
         drop(header.clone());
 
-        let lifetime = expires_at - now;
-        let cfg = &self.config;
-        let refresh_margin = cfg.refresh_margin.min(lifetime / 2);
-        let expiry_margin = cfg.expiry_margin.min(lifetime / 4);
-        let jitter = random_up_to(cfg.jitter.min(refresh_margin / 2));
-        let earliest = now + cfg.min_refresh_interval.min(lifetime / 2);
-        let stale_at = (expires_at - refresh_margin)
-            .checked_sub(jitter)
-            .unwrap_or(now)
-            .max(earliest);
+        let (stale_at, usable_until) = if unchanged {
+            (expires_at, expires_at)
+        } else {
+            let lifetime = expires_at - now;
+            let cfg = &self.config;
+            let refresh_margin = cfg.refresh_margin.min(lifetime / 2);
+            let expiry_margin = cfg.expiry_margin.min(lifetime / 4);
+            let usable_until = expires_at - expiry_margin;
+            let jitter = random_up_to(cfg.jitter.min(refresh_margin / 2));
+            let earliest = now + cfg.min_refresh_interval.min(lifetime / 2);
+            let stale_at = (expires_at - refresh_margin)
+                .checked_sub(jitter)
+                .unwrap_or(now)
+                .max(earliest)
+                .min(usable_until);
+            (stale_at, usable_until)
+        };
         Ok(Arc::new(CachedToken {
             header,
             generation: self.generation.fetch_add(1, Ordering::Relaxed) + 1,
             stale_at,
-            usable_until: expires_at - expiry_margin,
+            usable_until,
             token,
+            replaced,
         }))
+    }
+
+    /// Whether `token` is the one the cache published last (the same secret): a source that
+    /// hands it back unchanged.
+    fn is_unchanged(&self, token: &Token) -> bool {
+        let st = lock(&self.state);
+        st.recent
+            .back()
+            .is_some_and(|c| c.token.secret() == token.secret())
+    }
+
+    fn publish(&self, st: &mut RefreshState, c: Arc<CachedToken>) {
+        if st.recent.len() == RECENT {
+            st.recent.pop_front();
+        }
+        st.recent.push_back(Arc::clone(&c));
+        self.current.store(Some(c));
     }
 
     /// Records the outcome of the refresh in flight: publishes a new token, or keeps the old
@@ -425,15 +650,21 @@ impl TokenCache {
         let mut st = lock(&self.state);
         match outcome {
             Ok(c) => {
-                self.current.store(Some(Arc::clone(c)));
-                st.failures = 0;
+                self.publish(&mut st, Arc::clone(c));
+                st.failures.reset();
                 st.retry_at = None;
                 st.last_failure = None;
                 self.next_attempt.store(0, Ordering::Release);
             }
             Err(f) => {
-                st.failures = st.failures.saturating_add(1);
-                let delay = self.backoff(st.failures, f);
+                let usable = self.usable_now(now).is_some();
+                let delay = st.failures.record(
+                    now,
+                    &self.config,
+                    f.is_rate_limited(),
+                    usable,
+                    self.config.refresh_timeout,
+                );
                 let retry_at = deadline(now, delay);
                 st.retry_at = Some(retry_at);
                 st.last_failure = Some(f.clone());
@@ -444,23 +675,9 @@ impl TokenCache {
         st.flight = None;
         self.refreshing.store(false, Ordering::Release);
     }
-
-    fn backoff(&self, failures: u32, failure: &Failure) -> Duration {
-        let cfg = &self.config;
-        if failure.is_rate_limited() {
-            return cfg.backoff_cap;
-        }
-        let exp = failures.saturating_sub(1).min(20);
-        let full = cfg
-            .backoff_floor
-            .saturating_mul(1 << exp)
-            .min(cfg.backoff_cap);
-        // "Equal jitter": half fixed, half random, never below the floor.
-        (full / 2 + random_up_to(full / 2)).max(cfg.backoff_floor.min(cfg.backoff_cap))
-    }
 }
 
-async fn wait_outcome(mut rx: watch::Receiver<Option<Outcome>>) -> Outcome {
+async fn wait_outcome(rx: &mut watch::Receiver<Option<Outcome>>) -> Outcome {
     match rx.wait_for(Option::is_some).await {
         Ok(v) => v.clone().unwrap_or(Err(Failure::Cancelled)),
         Err(_) => Err(Failure::Cancelled),
@@ -484,41 +701,46 @@ impl Drop for FlightGuard {
     }
 }
 
-async fn run_refresh(mut guard: FlightGuard, tx: watch::Sender<Option<Outcome>>) {
+/// The one refresh: runs the fetch to completion (a refresh token Douyin consumed must not be
+/// dropped half-way) and only then ends the flight, so no second fetch ever starts beside it.
+/// The refresh timeout bounds how long requests wait for it, not the fetch; a fetch that hangs
+/// ten times that long is abandoned at last, so nothing lingers for ever.
+async fn run_refresh(
+    mut guard: FlightGuard,
+    tx: watch::Sender<Option<Outcome>>,
+    rejected: Option<(Token, Replaced)>,
+) {
     let cache = Arc::clone(&guard.cache);
     let started = Instant::now();
+    let replaced = rejected.as_ref().map(|(_, r)| *r);
     tracing::debug!(target: "douyin_auth", source = cache.source.type_name(), "token refresh started");
     let timeout = cache.config.refresh_timeout;
-    // The fetch runs in a task of its own and always to completion (a refresh token consumed
-    // by Douyin must not be dropped half-way): the refresh timeout only stops the waiting.
-    // A fetch that hangs far beyond it is abandoned at last, so nothing lingers for ever.
     let source = Arc::clone(&cache.source);
     let hard_limit = timeout.saturating_mul(10);
-    let mut fetch =
-        tokio::spawn(async move { tokio::time::timeout(hard_limit, source.fetch_boxed()).await });
-    let outcome = match tokio::time::timeout(timeout, &mut fetch).await {
-        Ok(Ok(Ok(Ok(token)))) => cache.prepare(token),
-        Ok(Ok(Ok(Err(e)))) => Err(Failure::Source(SharedError::new(e))),
-        Ok(Ok(Err(_))) => Err(Failure::Timeout(timeout)),
-        Ok(Err(join)) => Err(Failure::Source(SharedError::new(Box::from(
+    // In a task of its own, so that a panicking source is an error, not a lost flight.
+    let fetch = tokio::spawn(async move {
+        let fetch = async {
+            match &rejected {
+                Some((r, _)) => source.fetch_replacing_boxed(r).await,
+                None => source.fetch_boxed().await,
+            }
+        };
+        tokio::time::timeout(hard_limit, fetch).await
+    });
+    let outcome = match fetch.await {
+        Ok(Ok(Ok(token))) => {
+            let unchanged = cache.is_unchanged(&token);
+            cache.prepare(token, unchanged, replaced)
+        }
+        Ok(Ok(Err(e))) => Err(Failure::Source(SharedError::new(e))),
+        Ok(Err(_)) => Err(Failure::Timeout(hard_limit)),
+        Err(join) => Err(Failure::Source(SharedError::new(Box::from(
             if join.is_panic() {
                 "the token source panicked"
             } else {
                 "the token source's task was cancelled"
             },
         )))),
-        Err(_) => {
-            // Publish the late token if it still helps (no newer one, no refresh running).
-            let weak = Arc::downgrade(&cache);
-            tokio::spawn(async move {
-                if let Ok(Ok(Ok(token))) = fetch.await {
-                    if let Some(cache) = weak.upgrade() {
-                        cache.offer(token);
-                    }
-                }
-            });
-            Err(Failure::Timeout(timeout))
-        }
     };
     cache.finish(&outcome);
     guard.finished = true;
@@ -543,13 +765,4 @@ async fn run_refresh(mut guard: FlightGuard, tx: watch::Sender<Option<Outcome>>)
     }
     // Nobody listening is fine: the outcome is recorded in the cache already.
     let _ = tx.send(Some(outcome));
-}
-
-/// A random duration in `[0, max]`; not for secrets.
-fn random_up_to(max: Duration) -> Duration {
-    let nanos = u64::try_from(max.as_nanos()).unwrap_or(u64::MAX);
-    if nanos == 0 {
-        return Duration::ZERO;
-    }
-    Duration::from_nanos(fastrand::u64(0..=nanos))
 }

@@ -127,13 +127,33 @@ struct ClientTokenRequest<'a> {
 impl<C: HttpClient> ClientCredentials<C> {
     /// Fetches a client token, with the crate's typed [`Error`].
     pub async fn fetch_token(&self) -> Result<Token, Error> {
+        self.fetch_from(self.endpoint).await
+    }
+
+    /// Fetches a client token to replace `rejected`, which Douyin refused. The stable endpoint
+    /// hands back the same token while it is valid, so when it does, the classic endpoint is
+    /// asked once for a new one (which starts a new token; the fleet's others adopt it through
+    /// a shared store, or see theirs rejected and come here too).
+    pub async fn fetch_token_replacing(&self, rejected: &Token) -> Result<Token, Error> {
+        let token = self.fetch_from(self.endpoint).await?;
+        if self.endpoint != ClientTokenEndpoint::Stable || token.secret() != rejected.secret() {
+            return Ok(token);
+        }
+        tracing::info!(
+            target: "douyin_auth",
+            "the stable endpoint handed back the rejected client token; asking the classic endpoint once"
+        );
+        self.fetch_from(ClientTokenEndpoint::Classic).await
+    }
+
+    async fn fetch_from(&self, endpoint: ClientTokenEndpoint) -> Result<Token, Error> {
         let body = serde_json::to_vec(&ClientTokenRequest {
             client_key: &self.client_key,
             client_secret: self.client_secret.expose(),
             grant_type: "client_credential",
         })
         .map_err(|_| Error::Protocol("could not encode the client token request".into()))?;
-        let path = self.endpoint.path();
+        let path = endpoint.path();
         let answer = post_token(&self.client, &self.base_url, path, Payload::Json(body)).await?;
         let (access_token, expires_in) = answer.require_access(path)?;
         Ok(Token::new(access_token, expires_in))
@@ -143,6 +163,12 @@ impl<C: HttpClient> ClientCredentials<C> {
 impl<C: HttpClient> TokenSource for ClientCredentials<C> {
     async fn fetch(&self) -> Result<Token, BoxError> {
         self.fetch_token().await.map_err(Into::into)
+    }
+
+    async fn fetch_replacing(&self, rejected: &Token) -> Result<Token, BoxError> {
+        self.fetch_token_replacing(rejected)
+            .await
+            .map_err(Into::into)
     }
 }
 
@@ -191,6 +217,33 @@ mod tests {
             req.json(),
             serde_json::json!({"client_key": "key1", "client_secret": "SECRET", "grant_type": "client_credential"})
         );
+    }
+
+    /// Told that the stable endpoint's token was rejected, the source asks the stable
+    /// endpoint; when that hands back the same token, the classic endpoint once.
+    #[tokio::test]
+    async fn a_rejected_stable_token_falls_back_to_the_classic_endpoint_once() {
+        let same = r#"{"data": {"access_token": "clt.SAME", "error_code": 0, "expires_in": 3000}, "message": "success"}"#;
+        let new = r#"{"data": {"access_token": "clt.NEW", "error_code": 0, "expires_in": 7200}, "message": "success"}"#;
+        let (client, seen) = mock(vec![(200, same), (200, new)]);
+        let source = ClientCredentials::with_client("k", "s", client);
+        let rejected = Token::new("clt.SAME", Duration::from_secs(3000));
+        let token = source.fetch_replacing(&rejected).await.unwrap();
+        assert_eq!(token.secret(), "clt.NEW");
+        let uris: Vec<_> = seen.lock().unwrap().iter().map(|r| r.uri.clone()).collect();
+        assert_eq!(
+            uris,
+            [
+                "https://open.douyin.com/oauth/stable_client_token/",
+                "https://open.douyin.com/oauth/client_token/"
+            ]
+        );
+        // A different token from the stable endpoint is used as it is: one call.
+        let (client, seen) = mock(vec![(200, new)]);
+        let source = ClientCredentials::with_client("k", "s", client);
+        let token = source.fetch_replacing(&rejected).await.unwrap();
+        assert_eq!(token.secret(), "clt.NEW");
+        assert_eq!(seen.lock().unwrap().len(), 1);
     }
 
     #[tokio::test]

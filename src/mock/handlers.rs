@@ -54,14 +54,7 @@ pub(crate) async fn handle(
         return Ok(families::call(&state, endpoint, req).await);
     }
     if trimmed == "/platform/oauth/connect" {
-        let q: Map<String, Value> = query_params(req.uri().query())
-            .into_iter()
-            .map(|(k, v)| (k, Value::String(v)))
-            .collect();
-        return Ok(json_response(
-            StatusCode::OK,
-            &json!({ "mock": "authorization page", "params": q }),
-        ));
+        return Ok(super::consent::handle(&state, req).await);
     }
     if trimmed.starts_with("/oauth") && trimmed != "/oauth/userinfo" {
         return Ok(json_response(

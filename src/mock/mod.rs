@@ -34,7 +34,8 @@
 //! | `POST /oauth/access_token/` | form | code exchange: `act.…`, `rft.…`, `open_id`, `scope`, lifetimes |
 //! | `POST /oauth/refresh_token/` | form | same `act.…` with a later expiry if unexpired, a new one if expired; refresh token not extended |
 //! | `POST /oauth/renew_refresh_token/` | form | a new `rft.…`; the old one dies at once; at most 5 per authorisation |
-//! | `GET /platform/oauth/connect/` | — | 200 with the query parameters echoed (no consent page) |
+//! | `GET /platform/oauth/connect/` | query | the consent page (HTML): the app's `client_key`, the scopes, an account field, **Allow** (`#allow`) and **Deny** (`#deny`); an invalid request gets an error page (400) |
+//! | `POST /platform/oauth/connect/` | form (the page's) | Allow: `302` to `redirect_uri?code=…&state=…`; Deny: `302` to `redirect_uri?error=access_denied&error_description=…&state=…` |
 //! | `POST /api/apps/v2/token` | JSON `appid`, `secret`, `grant_type` | mini-app token `mat.…`, `{"err_no": 0, "err_tips": "success", "data": {"access_token", "expires_in"}}`; a new one cuts the previous ones to 5 minutes |
 //! | `POST /mgplatform/api/apps/v2/token` | same | mini-game token `mgt.…`, same rule, `data.expires_at` too |
 //! | `POST /mgplatform/api/apps/stable_token` | same, `force_refresh` | `mgs.…`: the same while valid; `force_refresh: true` makes a new one and kills the old at once, at most 20 in 24 hours (then 10020) |
@@ -49,6 +50,13 @@
 //! `grant_type`, 40018 bad login code), `{"error": 1, "errcode": N, "errmsg": …}` for the
 //! mini-game login, `{"error_code": N, "message": …}` for business tokens. Which code Douyin
 //! sends when the forced-refresh cap is reached is not documented; the mock sends 10020.
+//!
+//! The consent page checks the request as Douyin does: `client_key` known (else 10003),
+//! `response_type=code` and a `redirect_uri` (else 2100005), `redirect_uri` `https://` or
+//! `http://` on a loopback host (else 10006). Allow issues a code as
+//! [`authorize`](MockDouyin::authorize) does, for the account typed on the page (default
+//! `mock-open-id-1`). What Douyin's page sends back on Deny is not documented (UNVERIFIED): the
+//! mock sends OAuth 2.0's `error=access_denied` (RFC 6749 4.1.2.1).
 //!
 //! Query parameters are read on every token endpoint; the body wins on conflicts. A body of the
 //! wrong kind (JSON to a form endpoint, form to the stable endpoint) is a parameter error, so a
@@ -146,6 +154,7 @@
 //! ```
 
 mod config;
+mod consent;
 mod families;
 mod handlers;
 mod ids;

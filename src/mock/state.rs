@@ -1,5 +1,6 @@
 //! The mock's state: issued tokens, codes, authorisations, knobs and counters, and the token
-//! endpoints' logic (independent of HTTP, which lives in `handlers`).
+//! endpoints' logic (independent of HTTP, which lives in `handlers`). One concern, the mock's
+//! books, kept whole so every rule of Douyin's it follows is in one place.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};

@@ -10,8 +10,127 @@
 //! - [`StoredUsers`](crate::users::StoredUsers) keeps each user's tokens in a store and refreshes
 //!   (and renews) them under the same kind of lease, writing every new pair before it is used.
 //!
-//! Stores: [`MemoryStore`] (one process; tests; user tokens of an app without a database) and,
-//! with the `redis` feature, `RedisStore`. Implement the trait for your own database.
+//! Stores: [`MemoryStore`] (one process; tests; user tokens of an app without a database),
+//! with the `redis` feature `RedisStore` (single node or cluster), with the `postgres` feature
+//! `PostgresStore` (durable: the home of user tokens), and [`EncryptedStore`], which seals every
+//! secret at rest over any of them. Implement the trait for your own database:
+//! [`TokenRecord`] is a serializable form of a token, and the `test-util`
+//! feature's `testing::check_store` runs the whole contract against your store.
+//!
+//! # Your own store
+//!
+//! A store over your own database is a few lines of glue around [`TokenRecord`] (the token with
+//! absolute UTC expiries, serde) plus the lease: a holder id and an end per key, taken only when
+//! free or ended, and compared on every write, extend and release. Here rows in a map stand in
+//! for a table; with SQL each method is one statement (see `PostgresStore` for the full set),
+//! and the lease times should come from the database's clock (`now()`), not the host's. Check it
+//! with the conformance kit, `testing::check_store` (feature `test-util`).
+//!
+//! ```
+//! use std::collections::HashMap;
+//! use std::sync::{Mutex, MutexGuard};
+//! use std::time::{Duration, SystemTime};
+//!
+//! use douyin_auth::store::{Lease, TokenRecord, TokenStore};
+//! use douyin_auth::{BoxError, Token};
+//!
+//! /// A `tokens` table: key → the record as JSON, and the lease (holder, end).
+//! #[derive(Default)]
+//! struct MyStore(Mutex<HashMap<String, Row>>);
+//!
+//! #[derive(Default)]
+//! struct Row {
+//!     record: Option<String>,
+//!     lease: Option<(String, SystemTime)>,
+//! }
+//!
+//! impl MyStore {
+//!     fn rows(&self) -> Result<MutexGuard<'_, HashMap<String, Row>>, BoxError> {
+//!         self.0.lock().map_err(|_| "poisoned".into())
+//!     }
+//! }
+//!
+//! fn held_by(row: &Row, lease: &Lease) -> bool {
+//!     matches!(&row.lease, Some((id, end)) if id == lease.id() && SystemTime::now() < *end)
+//! }
+//!
+//! impl TokenStore for MyStore {
+//!     // SELECT record FROM tokens WHERE key = $1 (AND the later expiry is in the future)
+//!     async fn get(&self, key: &str) -> Result<Option<Token>, BoxError> {
+//!         let Some(json) = self.rows()?.get(key).and_then(|row| row.record.clone()) else {
+//!             return Ok(None);
+//!         };
+//!         let token = Token::from(serde_json::from_str::<TokenRecord>(&json)?);
+//!         let ended = token.is_expired() && token.refresh_remaining().unwrap_or_default().is_zero();
+//!         Ok((!ended).then_some(token))
+//!     }
+//!
+//!     // INSERT … ON CONFLICT (key) DO UPDATE SET record = $2
+//!     async fn put(&self, key: &str, token: &Token) -> Result<(), BoxError> {
+//!         let json = serde_json::to_string(&TokenRecord::from(token))?;
+//!         self.rows()?.entry(key.to_owned()).or_default().record = Some(json);
+//!         Ok(())
+//!     }
+//!
+//!     // INSERT … ON CONFLICT (key) DO UPDATE SET lease_id = $2, lease_end = now() + $3
+//!     //   WHERE lease_end IS NULL OR lease_end <= now()
+//!     async fn try_lease(&self, key: &str, ttl: Duration) -> Result<Option<Lease>, BoxError> {
+//!         let mut rows = self.rows()?;
+//!         let row = rows.entry(key.to_owned()).or_default();
+//!         if matches!(&row.lease, Some((_, end)) if SystemTime::now() < *end) {
+//!             return Ok(None);
+//!         }
+//!         let lease = Lease::generate(ttl)?;
+//!         row.lease = Some((lease.id().to_owned(), SystemTime::now() + ttl));
+//!         Ok(Some(lease))
+//!     }
+//!
+//!     // UPDATE tokens SET record = $3 WHERE key = $1 AND lease_id = $2 AND lease_end > now()
+//!     async fn put_if_leased(&self, key: &str, lease: &Lease, token: &Token) -> Result<bool, BoxError> {
+//!         let json = serde_json::to_string(&TokenRecord::from(token))?;
+//!         let mut rows = self.rows()?;
+//!         match rows.get_mut(key) {
+//!             Some(row) if held_by(row, lease) => {
+//!                 row.record = Some(json);
+//!                 Ok(true)
+//!             }
+//!             _ => Ok(false),
+//!         }
+//!     }
+//!
+//!     // UPDATE tokens SET lease_end = now() + $3 WHERE key = $1 AND lease_id = $2 AND lease_end > now()
+//!     async fn extend(&self, key: &str, lease: &Lease, ttl: Duration) -> Result<bool, BoxError> {
+//!         let mut rows = self.rows()?;
+//!         match rows.get_mut(key) {
+//!             Some(row) if held_by(row, lease) => {
+//!                 row.lease = Some((lease.id().to_owned(), SystemTime::now() + ttl));
+//!                 Ok(true)
+//!             }
+//!             _ => Ok(false),
+//!         }
+//!     }
+//!
+//!     // UPDATE tokens SET lease_id = NULL, lease_end = NULL WHERE key = $1 AND lease_id = $2
+//!     async fn release(&self, key: &str, lease: &Lease) -> Result<(), BoxError> {
+//!         if let Some(row) = self.rows()?.get_mut(key) {
+//!             if matches!(&row.lease, Some((id, _)) if id == lease.id()) {
+//!                 row.lease = None;
+//!             }
+//!         }
+//!         Ok(())
+//!     }
+//! }
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), BoxError> {
+//! # let store = MyStore::default();
+//! # let t = Token::new("act.x", Duration::from_secs(60)).with_refresh_token("rft.x", Duration::from_secs(600));
+//! # let lease = store.try_lease("user:o1", Duration::from_secs(5)).await?.unwrap();
+//! # assert!(store.try_lease("user:o1", Duration::from_secs(5)).await?.is_none());
+//! # assert!(store.put_if_leased("user:o1", &lease, &t).await?);
+//! # assert_eq!(store.get("user:o1").await?.unwrap().refresh_token(), Some("rft.x"));
+//! # Ok(())
+//! # }
+//! ```
 //!
 //! # Keys
 //!
@@ -24,20 +143,32 @@
 //! A store reports how long a token has left, and the token it returns carries that as a local
 //! monotonic deadline ([`tokio::time::Instant`]): no host's wall clock matters.
 
-use std::collections::HashMap;
-use std::fmt;
 use std::future::Future;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::{BoxError, Error, Token};
+use crate::{BoxError, Token};
 
+mod encrypted;
+mod lease;
+mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 #[cfg(feature = "redis")]
 mod redis;
 pub(crate) mod shared;
+#[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
+pub mod testing;
 
+pub use self::encrypted::{EncryptedStore, EncryptionError};
+pub use self::lease::Lease;
+pub use self::memory::MemoryStore;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use self::postgres::{PostgresStore, DEFAULT_TABLE};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use self::redis::{RedisConfig, RedisStore, DEFAULT_KEY_PREFIX};
@@ -45,66 +176,7 @@ pub use self::shared::{
     SharedSource, SharedSourceBuilder, DEFAULT_LEASE_TTL, DEFAULT_MAX_WAIT, DEFAULT_MIN_REMAINING,
     DEFAULT_POLL_INTERVAL, DEFAULT_STORE_TIMEOUT,
 };
-
-/// A lease on a key: while it lasts, its holder is the only one that may write the key's token.
-///
-/// A lease is an id of 128 random bits with a lifetime. It ends when its holder releases it, or
-/// by itself after its lifetime, so a holder that dies costs the others at most one lease time.
-/// Its `Debug` shows its lifetime, never its id.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Lease {
-    id: String,
-    ttl: Duration,
-    acquired_at: Instant,
-}
-
-impl Lease {
-    /// A new lease with a random id, lasting `ttl` from now. For [`TokenStore`] implementations.
-    pub fn generate(ttl: Duration) -> Result<Self, Error> {
-        let mut bytes = [0u8; 16];
-        getrandom::fill(&mut bytes).map_err(|e| Error::Random(e.to_string()))?;
-        let mut id = String::with_capacity(32);
-        for b in bytes {
-            id.push(char::from(HEX[usize::from(b >> 4)]));
-            id.push(char::from(HEX[usize::from(b & 15)]));
-        }
-        Ok(Self {
-            id,
-            ttl,
-            acquired_at: Instant::now(),
-        })
-    }
-
-    /// The lease's random id (32 hex digits), as a store compares it.
-    pub fn id(&self) -> &str {
-        &self.id
-    }
-
-    /// How long the lease lasts from when it was taken.
-    pub fn ttl(&self) -> Duration {
-        self.ttl
-    }
-
-    /// The monotonic instant at which the lease ends by itself.
-    pub fn expires_at(&self) -> Instant {
-        // Saturates: a huge `ttl` means "far in the future", never an overflow.
-        crate::token::deadline(self.acquired_at, self.ttl)
-    }
-}
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
-
-impl fmt::Debug for Lease {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Lease")
-            .field("ttl", &self.ttl)
-            .field(
-                "remaining",
-                &self.expires_at().saturating_duration_since(Instant::now()),
-            )
-            .finish_non_exhaustive()
-    }
-}
+pub use crate::token::TokenRecord;
 
 /// Where tokens are kept between refreshes and shared between instances.
 ///
@@ -211,224 +283,4 @@ pub(crate) fn entry_lifetime(token: &Token) -> Duration {
         .map(|at| at.saturating_duration_since(Instant::now()))
         .unwrap_or(Duration::ZERO);
     access.max(refresh)
-}
-
-struct Entry {
-    token: Token,
-    until: Instant,
-}
-
-#[derive(Default)]
-struct MemoryInner {
-    tokens: HashMap<String, Entry>,
-    leases: HashMap<String, (String, Instant)>,
-}
-
-/// A [`TokenStore`] in this process's memory.
-///
-/// For one process (several layers sharing a token), tests, and the user tokens of an app that
-/// has no database (they are lost when the process ends). Clones share the same store. Entries
-/// and leases end by their lifetimes on [`tokio::time::Instant`], so a paused test clock moves
-/// them. Its `Debug` shows the number of entries, never a token.
-#[derive(Clone, Default)]
-pub struct MemoryStore {
-    inner: Arc<Mutex<MemoryInner>>,
-}
-
-impl MemoryStore {
-    /// An empty store.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    fn lock(&self) -> MutexGuard<'_, MemoryInner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The number of unexpired tokens stored.
-    pub fn len(&self) -> usize {
-        let now = Instant::now();
-        self.lock()
-            .tokens
-            .values()
-            .filter(|e| now < e.until)
-            .count()
-    }
-
-    /// Whether no unexpired token is stored.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    fn write(inner: &mut MemoryInner, key: &str, token: &Token) {
-        let until = crate::token::deadline(Instant::now(), entry_lifetime(token));
-        inner.tokens.insert(
-            key.to_owned(),
-            Entry {
-                token: token.clone(),
-                until,
-            },
-        );
-    }
-
-    fn holds(inner: &MemoryInner, key: &str, lease: &Lease) -> bool {
-        inner
-            .leases
-            .get(key)
-            .is_some_and(|(id, until)| *id == lease.id && Instant::now() < *until)
-    }
-}
-
-impl fmt::Debug for MemoryStore {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MemoryStore")
-            .field("tokens", &self.len())
-            .finish_non_exhaustive()
-    }
-}
-
-impl TokenStore for MemoryStore {
-    async fn get(&self, key: &str) -> Result<Option<Token>, BoxError> {
-        let mut inner = self.lock();
-        let now = Instant::now();
-        match inner.tokens.get(key) {
-            Some(e) if now < e.until => Ok(Some(e.token.clone())),
-            Some(_) => {
-                inner.tokens.remove(key);
-                Ok(None)
-            }
-            None => Ok(None),
-        }
-    }
-
-    async fn put(&self, key: &str, token: &Token) -> Result<(), BoxError> {
-        Self::write(&mut self.lock(), key, token);
-        Ok(())
-    }
-
-    async fn try_lease(&self, key: &str, ttl: Duration) -> Result<Option<Lease>, BoxError> {
-        let mut inner = self.lock();
-        let now = Instant::now();
-        if inner.leases.get(key).is_some_and(|(_, until)| now < *until) {
-            return Ok(None);
-        }
-        let lease = Lease::generate(ttl)?;
-        inner
-            .leases
-            .insert(key.to_owned(), (lease.id.clone(), lease.expires_at()));
-        Ok(Some(lease))
-    }
-
-    async fn put_if_leased(
-        &self,
-        key: &str,
-        lease: &Lease,
-        token: &Token,
-    ) -> Result<bool, BoxError> {
-        let mut inner = self.lock();
-        if !Self::holds(&inner, key, lease) {
-            return Ok(false);
-        }
-        Self::write(&mut inner, key, token);
-        Ok(true)
-    }
-
-    async fn extend(&self, key: &str, lease: &Lease, ttl: Duration) -> Result<bool, BoxError> {
-        let mut inner = self.lock();
-        if !Self::holds(&inner, key, lease) {
-            return Ok(false);
-        }
-        let until = crate::token::deadline(Instant::now(), ttl);
-        if let Some(held) = inner.leases.get_mut(key) {
-            held.1 = until;
-        }
-        Ok(true)
-    }
-
-    async fn release(&self, key: &str, lease: &Lease) -> Result<(), BoxError> {
-        let mut inner = self.lock();
-        if inner.leases.get(key).is_some_and(|(id, _)| *id == lease.id) {
-            inner.leases.remove(key);
-        }
-        Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test(start_paused = true)]
-    async fn memory_store_leases_and_writes() {
-        let store = MemoryStore::new();
-        let t1 = Token::new("clt.1", Duration::from_secs(60));
-        assert!(store.get("k").await.unwrap().is_none());
-
-        let a = store
-            .try_lease("k", Duration::from_secs(5))
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(store
-            .try_lease("k", Duration::from_secs(5))
-            .await
-            .unwrap()
-            .is_none());
-        assert!(store.put_if_leased("k", &a, &t1).await.unwrap());
-        assert_eq!(store.get("k").await.unwrap().unwrap().secret(), "clt.1");
-
-        // The lease ends by itself; a late write of its old holder is rejected.
-        tokio::time::advance(Duration::from_secs(6)).await;
-        let b = store
-            .try_lease("k", Duration::from_secs(5))
-            .await
-            .unwrap()
-            .unwrap();
-        let t2 = Token::new("clt.2", Duration::from_secs(60));
-        assert!(!store.put_if_leased("k", &a, &t2).await.unwrap());
-        // Extending works for the holder only.
-        assert!(!store.extend("k", &a, Duration::from_secs(5)).await.unwrap());
-        tokio::time::advance(Duration::from_secs(4)).await;
-        assert!(store.extend("k", &b, Duration::from_secs(5)).await.unwrap());
-        tokio::time::advance(Duration::from_secs(4)).await;
-        assert!(store
-            .try_lease("k", Duration::from_secs(5))
-            .await
-            .unwrap()
-            .is_none());
-        // Releasing a lease that is not one's own leaves the holder's alone.
-        store.release("k", &a).await.unwrap();
-        assert!(store.put_if_leased("k", &b, &t2).await.unwrap());
-        store.release("k", &b).await.unwrap();
-        assert!(store
-            .try_lease("k", Duration::from_secs(5))
-            .await
-            .unwrap()
-            .is_some());
-
-        // Entries end with their token.
-        tokio::time::advance(Duration::from_secs(61)).await;
-        assert!(store.get("k").await.unwrap().is_none());
-        assert!(store.is_empty());
-    }
-
-    #[tokio::test]
-    async fn huge_lease_times_saturate_instead_of_overflowing() {
-        let lease = Lease::generate(Duration::MAX).unwrap();
-        assert!(lease.expires_at() > Instant::now());
-        let _ = format!("{lease:?}");
-        let store = MemoryStore::new();
-        let lease = store.try_lease("k", Duration::MAX).await.unwrap().unwrap();
-        let t = Token::new("clt.1", Duration::MAX);
-        assert!(store.put_if_leased("k", &lease, &t).await.unwrap());
-        assert!(store.try_lease("k", Duration::MAX).await.unwrap().is_none());
-        let _ = shared::jittered(Duration::MAX);
-    }
-
-    #[test]
-    fn lease_debug_hides_the_id() {
-        let lease = Lease::generate(Duration::from_secs(1)).unwrap();
-        assert_eq!(lease.id().len(), 32);
-        assert!(!format!("{lease:?}").contains(lease.id()));
-    }
 }

@@ -1,12 +1,14 @@
-//! `RedisStore`: a [`TokenStore`] on Redis (feature `redis`), over the `redis` crate's
-//! connection manager, which reconnects by itself.
+//! `RedisStore`: a [`TokenStore`] on Redis, one node or a cluster (feature `redis`), over the
+//! `redis` crate's connection manager or cluster connection, which reconnect by themselves.
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::Script;
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
 use serde::{Deserialize, Serialize};
 
 use super::{entry_lifetime, Lease, TokenStore};
@@ -58,9 +60,20 @@ return 0
 ///     .response_timeout(Duration::from_millis(500));
 /// # drop(config);
 /// ```
+///
+/// For a Redis Cluster, name some of its nodes instead of one URL:
+///
+/// ```
+/// use douyin_auth::store::RedisConfig;
+///
+/// let config = RedisConfig::cluster(["redis://10.0.0.1:7000", "redis://10.0.0.2:7000"])
+///     .key_prefix("my-app:douyin:");
+/// # drop(config);
+/// ```
 #[derive(Clone)]
 pub struct RedisConfig {
     url: String,
+    cluster: Option<Vec<String>>,
     prefix: String,
     connection_timeout: Duration,
     response_timeout: Duration,
@@ -71,10 +84,23 @@ impl RedisConfig {
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
+            cluster: None,
             prefix: DEFAULT_KEY_PREFIX.to_owned(),
             connection_timeout: Duration::from_secs(1),
             response_timeout: Duration::from_secs(1),
         }
+    }
+
+    /// Options for the Redis Cluster that these nodes belong to (`redis://host:port` each; the
+    /// others are found from them).
+    pub fn cluster<I, S>(nodes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let mut config = Self::new(String::new());
+        config.cluster = Some(nodes.into_iter().map(Into::into).collect());
+        config
     }
 
     /// The prefix of every key (default [`DEFAULT_KEY_PREFIX`]), so that several apps or
@@ -104,6 +130,7 @@ impl RedisConfig {
 impl fmt::Debug for RedisConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisConfig")
+            .field("cluster", &self.cluster.is_some())
             .field("prefix", &self.prefix)
             .field("connection_timeout", &self.connection_timeout)
             .field("response_timeout", &self.response_timeout)
@@ -114,17 +141,20 @@ impl fmt::Debug for RedisConfig {
 /// A [`TokenStore`] on Redis (feature `redis`): the fleet's shared client token and users'
 /// tokens.
 ///
-/// - Token under `<prefix><key>` as JSON (the access token and how long it had left, the
+/// - Token under `<prefix>{<key>}` as JSON (the access token and how long it had left, the
 ///   `open_id`, the refresh token and how long it had left, the scopes), with `PX` set to the
 ///   longer lifetime. A read takes the value and its `PTTL` in one script, so the lifetimes come
 ///   from Redis's clock and turn into local monotonic deadlines: no host's wall clock matters.
-/// - Lease under `<prefix><key>:lease`: `SET NX PX` with 128 random bits, released by a
+/// - Lease under `<prefix>{<key>}:lease`: `SET NX PX` with 128 random bits, released by a
 ///   compare-and-delete script, extended by a compare-and-`PEXPIRE` script.
 /// - The write under a lease is one script that writes only if the lease is still the
 ///   writer's, so a late writer never overwrites a newer token.
 ///
-/// Keys hold the prefix and the caller's key (a `client_key` or an `open_id`), never a
-/// secret. The values hold tokens: protect the server as you protect the tokens.
+/// The braces around the caller's key are a hash tag: on a Redis Cluster a token and its lease
+/// live in one slot, so every script touches one slot (the crate's keys always make a tag; a
+/// key of your own that is empty or starts with `}` would not, and its scripts would fail with
+/// `CROSSSLOT` on a cluster). Keys hold the prefix and the caller's key
+/// (a `client_key` or an `open_id`), never a secret. The values hold tokens: protect the server as you protect the tokens.
 ///
 /// The connection is made lazily and remade by itself after Redis restarts; a command that
 /// fails (Redis down, or not answering within the response timeout) returns an error, which
@@ -132,7 +162,7 @@ impl fmt::Debug for RedisConfig {
 /// Its `Debug` shows the prefix, never the URL (it may hold a password).
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: Conn,
     prefix: Arc<str>,
     get: Arc<Script>,
     put_if_leased: Arc<Script>,
@@ -143,6 +173,7 @@ pub struct RedisStore {
 impl fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisStore")
+            .field("cluster", &matches!(self.conn, Conn::Cluster(_)))
             .field("prefix", &self.prefix)
             .finish_non_exhaustive()
     }
@@ -155,20 +186,24 @@ impl RedisStore {
         Self::open(RedisConfig::new(url)).await
     }
 
-    /// A store with `config`; see [`connect`](Self::connect).
+    /// A store on the Redis Cluster that `nodes` belong to (`redis://host:port` each; the
+    /// others are found from them), with the default options. Unlike [`connect`](Self::connect)
+    /// it connects at once, to learn the cluster's slots: it fails if no node answers. The
+    /// connection follows the cluster's changes (failovers, resharding) by itself.
+    ///
+    /// A token and its lease hash to one slot (the key is a hash tag), so every script runs on
+    /// one node.
+    pub async fn connect_cluster(nodes: &[&str]) -> Result<Self, Error> {
+        Self::open(RedisConfig::cluster(nodes.iter().copied())).await
+    }
+
+    /// A store with `config` (one server, or a [cluster](RedisConfig::cluster)); see
+    /// [`connect`](Self::connect) and [`connect_cluster`](Self::connect_cluster).
     pub async fn open(config: RedisConfig) -> Result<Self, Error> {
-        // The redis crate's messages do not include the URL; the URL is not repeated here.
-        let client = redis::Client::open(config.url.as_str())
-            .map_err(|e| Error::Store(format!("invalid Redis URL ({:?})", e.kind()).into()))?;
-        let manager_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(config.connection_timeout))
-            .set_response_timeout(Some(config.response_timeout))
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(50))
-            .set_max_delay(Duration::from_millis(500));
-        let conn = client
-            .get_connection_manager_lazy(manager_config)
-            .map_err(|e| Error::Store(Box::new(e)))?;
+        let conn = match &config.cluster {
+            None => Conn::Single(Self::single(&config)?),
+            Some(nodes) => Conn::Cluster(Self::cluster(&config, nodes).await?),
+        };
         Ok(Self {
             conn,
             prefix: Arc::from(config.prefix),
@@ -179,17 +214,89 @@ impl RedisStore {
         })
     }
 
+    fn single(config: &RedisConfig) -> Result<ConnectionManager, Error> {
+        // The redis crate's messages do not include the URL; the URL is not repeated here.
+        let client = redis::Client::open(config.url.as_str())
+            .map_err(|e| Error::Store(format!("invalid Redis URL ({:?})", e.kind()).into()))?;
+        let manager_config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(config.connection_timeout))
+            .set_response_timeout(Some(config.response_timeout))
+            .set_number_of_retries(1)
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(Duration::from_millis(500));
+        client
+            .get_connection_manager_lazy(manager_config)
+            .map_err(|e| Error::Store(Box::new(e)))
+    }
+
+    async fn cluster(config: &RedisConfig, nodes: &[String]) -> Result<ClusterConnection, Error> {
+        if nodes.is_empty() {
+            return Err(Error::Store(
+                "a Redis Cluster needs at least one node".into(),
+            ));
+        }
+        let client = ClusterClientBuilder::new(nodes.iter().map(String::as_str))
+            .connection_timeout(config.connection_timeout)
+            .response_timeout(config.response_timeout)
+            .retries(2)
+            .build()
+            .map_err(|e| {
+                Error::Store(format!("invalid Redis Cluster URL ({:?})", e.kind()).into())
+            })?;
+        client.get_async_connection().await.map_err(|e| {
+            Error::Store(format!("connecting to the Redis Cluster failed ({:?})", e.kind()).into())
+        })
+    }
+
     /// The key prefix.
     pub fn key_prefix(&self) -> &str {
         &self.prefix
     }
 
+    /// `<prefix>{<key>}`: the braces make the key a hash tag, so that on a cluster a token and
+    /// its lease hash to one slot, and no token key (it ends with `}`) is ever a lease key.
     fn token_key(&self, key: &str) -> String {
-        format!("{}{key}", self.prefix)
+        format!("{}{{{key}}}", self.prefix)
     }
 
+    /// `<prefix>{<key>}:lease`.
     fn lease_key(&self, key: &str) -> String {
-        format!("{}{key}:lease", self.prefix)
+        format!("{}{{{key}}}:lease", self.prefix)
+    }
+}
+
+/// A connection to one server or to a cluster.
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
     }
 }
 
