@@ -273,4 +273,3 @@ pub use token::Token;
 #[cfg(feature = "webhook")]
 #[cfg_attr(docsrs, doc(cfg(feature = "webhook")))]
 pub use webhook::{VerifySpiLayer, VerifyWebhookLayer};
-

@@ -224,18 +224,15 @@ async fn mini_game_apis_read_the_underscore_header_only() {
     );
 }
 
+/// The layer's refresh after a rejection calls `fetch_replacing`: the stable endpoint hands the
+/// rejected token back, so the source forces one refresh, and only one.
 #[tokio::test]
 async fn a_rejected_stable_token_is_force_refreshed_once() {
     let mock = MockDouyin::start().await.unwrap();
     let game = game(&mock);
-    let t1 = game.fetch_token().await.unwrap();
-    assert_eq!(
-        game.fetch_token().await.unwrap(),
-        t1,
-        "stable: the same token"
-    );
-    game.note_rejected(&t1);
-    let t2 = game.fetch_token().await.unwrap();
+    let t1 = game.fetch().await.unwrap();
+    assert_eq!(game.fetch().await.unwrap(), t1, "stable: the same token");
+    let t2 = game.fetch_replacing(&t1).await.unwrap();
     assert_ne!(t2, t1);
     // The forced refresh killed the old token at once.
     let url = format!("{}/mgplatform/api/apps/x/", mock.base_url());
@@ -247,12 +244,13 @@ async fn a_rejected_stable_token_is_force_refreshed_once() {
         code(&reqwest_like_get(&url, "access_token", t2.secret()).await),
         0
     );
-    // A second rejection at once does not force again.
-    game.note_rejected(&t2);
-    assert_eq!(game.fetch_token().await.unwrap(), t2);
+    // Rejected again at once: not forced again; the rejected token comes back.
+    assert_eq!(game.fetch_replacing(&t2).await.unwrap(), t2);
+    // Replacing a token the endpoint no longer hands out costs no forced refresh.
+    assert_eq!(game.fetch_replacing(&t1).await.unwrap(), t2);
     let c = mock.counters();
     assert_eq!(c.mini_game_force_refreshes, 1);
-    assert_eq!(c.mini_game_stable_token_calls, 4);
+    assert_eq!(c.mini_game_stable_token_calls, 6);
 }
 
 #[tokio::test]

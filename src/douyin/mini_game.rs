@@ -56,10 +56,6 @@ impl MiniGameTokenEndpoint {
 /// What the source remembers to decide on a forced refresh.
 #[derive(Default)]
 struct ForceState {
-    /// The token handed out last.
-    last: Option<Secret>,
-    /// Douyin rejected the token handed out last: the next fetch may force a refresh.
-    rejected: bool,
     /// When the forced refreshes of the last 24 hours were sent, oldest first.
     forced: VecDeque<Instant>,
 }
@@ -76,20 +72,20 @@ struct ForceState {
 /// # Forced refresh, capped
 ///
 /// `force_refresh: true` kills the current token at once and Douyin allows it 20 times a day
-/// per app. This source sends it only when all of these hold:
+/// per app. [`fetch`](TokenSource::fetch) never sends it. The layer calls
+/// [`fetch_replacing`](TokenSource::fetch_replacing) after Douyin rejected a token; it asks
+/// the stable endpoint as usual, and only when that hands back the rejected token itself does
+/// it ask once more with `force_refresh: true`, if
 ///
-/// 1. Douyin rejected the token this source handed out last, as reported with
-///    [`note_rejected`](Self::note_rejected) (the layer reports a rejection through the
-///    `TokenSource` rejection hook; until then, call it yourself);
-/// 2. the stable endpoint is in use;
-/// 3. no forced refresh was sent in the last
-///    [`force_refresh_interval`](Self::force_refresh_interval) (default 10 minutes);
-/// 4. fewer than [`max_force_refreshes`](Self::max_force_refreshes) were sent in the last 24
+/// 1. no forced refresh was sent in the last
+///    [`force_refresh_interval`](Self::force_refresh_interval) (default 10 minutes), and
+/// 2. fewer than [`max_force_refreshes`](Self::max_force_refreshes) were sent in the last 24
 ///    hours (default [`DEFAULT_MAX_FORCE_REFRESHES`], 10).
 ///
-/// One rejection allows at most one forced refresh, so it is never spent in a loop; otherwise
-/// the fetch asks without it (and gets the same token back while it is valid). The counts are
-/// per source (shared by its clones), so with N instances set the cap to at most 20 / N.
+/// Otherwise it returns the rejected token and the layer hands the caller Douyin's answer. A
+/// rejection costs at most one forced refresh, and the interval and the cap bound them even
+/// when every answer is a rejection, so they are never spent in a loop. The counts are per
+/// source (shared by its clones): with N instances set the cap to at most 20 / N.
 ///
 /// Its `Debug` shows the `appid`, never the `secret`.
 ///
@@ -184,30 +180,9 @@ impl<C> MiniGameCredentials<C> {
         &self.appid
     }
 
-    /// Tells the source that Douyin rejected `token` (answered "invalid" or "expired" to a
-    /// request that carried it). If it is the token this source handed out last, the next
-    /// fetch may force a refresh (see the [type docs](Self)); any other token is ignored.
-    pub fn note_rejected(&self, token: &Token) {
-        let mut state = lock(&self.force);
-        if state
-            .last
-            .as_ref()
-            .is_some_and(|last| last.expose() == token.secret())
-        {
-            state.rejected = true;
-        }
-    }
-
-    /// Whether the next fetch sends `force_refresh: true`; takes the rejection and counts the
-    /// forced refresh if so. See the [type docs](Self) for the rules.
+    /// Whether a forced refresh may be sent now; counts it if so. See the [type docs](Self).
     fn take_force(&self) -> bool {
-        if self.endpoint != MiniGameTokenEndpoint::Stable {
-            return false;
-        }
         let mut state = lock(&self.force);
-        if !std::mem::take(&mut state.rejected) {
-            return false;
-        }
         let now = Instant::now();
         while state
             .forced
@@ -224,8 +199,8 @@ impl<C> MiniGameCredentials<C> {
             tracing::warn!(
                 target: "douyin_auth",
                 forced_last_24h = state.forced.len(),
-                "the mini-game token was rejected, but a forced refresh is not allowed now \
-                 (too soon or the daily cap is used up); asking the stable endpoint"
+                "the mini-game token was rejected and the stable endpoint hands it back, but a \
+                 forced refresh is not allowed now (too soon, or the daily cap is used up)"
             );
             return false;
         }
@@ -235,10 +210,25 @@ impl<C> MiniGameCredentials<C> {
 }
 
 impl<C: HttpClient> MiniGameCredentials<C> {
-    /// Fetches the app token, with the crate's typed [`Error`]; a forced refresh only under the
-    /// rules of the [type docs](Self).
+    /// Fetches the app token, with the crate's typed [`Error`]; never a forced refresh.
     pub async fn fetch_token(&self) -> Result<Token, Error> {
-        let force = self.take_force();
+        self.fetch_with(false).await
+    }
+
+    /// Fetches a token to replace `rejected`: a forced refresh only when the stable endpoint
+    /// hands `rejected` back, under the rules of the [type docs](Self).
+    pub async fn fetch_token_replacing(&self, rejected: &Token) -> Result<Token, Error> {
+        let token = self.fetch_with(false).await?;
+        if self.endpoint != MiniGameTokenEndpoint::Stable || token != *rejected {
+            return Ok(token);
+        }
+        if !self.take_force() {
+            return Ok(token);
+        }
+        self.fetch_with(true).await
+    }
+
+    async fn fetch_with(&self, force: bool) -> Result<Token, Error> {
         let path = self.endpoint.path();
         let payload = json(
             &AppTokenRequest {
@@ -251,9 +241,7 @@ impl<C: HttpClient> MiniGameCredentials<C> {
         )?;
         let answer = post_token(&self.client, &self.base_url, path, payload).await?;
         let (access_token, expires_in) = answer.require_access(path)?;
-        let token = Token::new(access_token, expires_in);
-        lock(&self.force).last = Some(Secret::new(token.secret()));
-        Ok(token)
+        Ok(Token::new(access_token, expires_in))
     }
 
     /// Logs a user in: GET `/mgplatform/api/apps/jscode2session` with `appid`, `secret`,
@@ -279,6 +267,12 @@ impl<C: HttpClient> MiniGameCredentials<C> {
 impl<C: HttpClient> TokenSource for MiniGameCredentials<C> {
     async fn fetch(&self) -> Result<Token, BoxError> {
         self.fetch_token().await.map_err(Into::into)
+    }
+
+    async fn fetch_replacing(&self, rejected: &Token) -> Result<Token, BoxError> {
+        self.fetch_token_replacing(rejected)
+            .await
+            .map_err(Into::into)
     }
 }
 
@@ -353,53 +347,53 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn one_forced_refresh_per_rejection_spaced_and_capped() {
+    async fn forced_only_when_the_rejected_token_comes_back_spaced_and_capped() {
+        // The stable endpoint keeps answering with OK (token 1) unless forced (token 2).
         let answers = std::iter::repeat_n([(200, OK), (200, OK2)], 8)
             .flatten()
             .collect();
         let (client, seen) = mock(answers);
         let game = MiniGameCredentials::with_client("g", "s", client).max_force_refreshes(2);
         let t1 = game.fetch_token().await.unwrap();
-        // A fetch without a rejection does not force.
-        game.fetch_token().await.unwrap();
-        // A token this source did not hand out last is ignored.
-        game.note_rejected(&t1);
-        let t3 = game.fetch_token().await.unwrap();
-        assert_eq!(forced(&seen.lock().unwrap()), [false, false, false]);
+        assert_eq!(t1.secret(), "0801GAMESECRET");
+        // Replacing another token: the stable answer differs from it, no force.
+        let other = Token::new("0801OTHER", Duration::from_secs(60));
+        let t = game.fetch_token_replacing(&other).await.unwrap();
+        assert_eq!(t.secret(), "0801GAMESECRET2");
+        assert_eq!(forced(&seen.lock().unwrap()), [false, false]);
 
-        // Rejected: the next fetch forces, the one after does not.
-        game.note_rejected(&t3);
-        let t4 = game.fetch_token().await.unwrap();
-        game.fetch_token().await.unwrap();
-        assert_eq!(forced(&seen.lock().unwrap())[3..], [true, false]);
+        // Replacing the token the endpoint hands back: one forced call.
+        let t = game.fetch_token_replacing(&t1).await.unwrap();
+        assert_eq!(t.secret(), "0801GAMESECRET2");
+        assert_eq!(forced(&seen.lock().unwrap())[2..], [false, true]);
 
-        // Rejected again at once: too soon, no force.
-        let t6 = game.fetch_token().await.unwrap();
-        game.note_rejected(&t6);
-        game.fetch_token().await.unwrap();
-        assert!(!forced(&seen.lock().unwrap())[6]);
-        let _ = t4;
+        // At once again: too soon, the rejected token comes back, no force.
+        let t = game.fetch_token_replacing(&t1).await.unwrap();
+        assert_eq!(t, t1);
+        assert_eq!(forced(&seen.lock().unwrap())[4..], [false]);
+        game.fetch_token().await.unwrap(); // realign the answers
 
-        // After the interval: one more (the second of the cap of two).
+        // After the interval: the second of the cap of two.
         tokio::time::advance(DEFAULT_FORCE_REFRESH_INTERVAL).await;
-        let t = game.fetch_token().await.unwrap();
-        game.note_rejected(&t);
-        game.fetch_token().await.unwrap();
-        assert!(forced(&seen.lock().unwrap())[8]);
+        game.fetch_token_replacing(&t1).await.unwrap();
+        assert_eq!(forced(&seen.lock().unwrap())[6..], [false, true]);
 
         // The cap is used up for the day.
         tokio::time::advance(DEFAULT_FORCE_REFRESH_INTERVAL).await;
-        let t = game.fetch_token().await.unwrap();
-        game.note_rejected(&t);
+        assert_eq!(game.fetch_token_replacing(&t1).await.unwrap(), t1);
         game.fetch_token().await.unwrap();
-        assert!(!forced(&seen.lock().unwrap())[10]);
+        assert_eq!(forced(&seen.lock().unwrap())[8..], [false, false]);
 
         // A day after the first forced refresh, one is allowed again.
         tokio::time::advance(DAY).await;
-        let t = game.fetch_token().await.unwrap();
-        game.note_rejected(&t);
-        game.fetch_token().await.unwrap();
-        assert!(forced(&seen.lock().unwrap())[12]);
+        game.fetch_token_replacing(&t1).await.unwrap();
+        assert_eq!(forced(&seen.lock().unwrap())[10..], [false, true]);
+
+        // The classic endpoint never forces.
+        let (client, seen) = mock(vec![(200, OK)]);
+        let classic = MiniGameCredentials::with_client("g", "s", client).classic();
+        assert_eq!(classic.fetch_replacing(&t1).await.unwrap(), t1);
+        assert_eq!(seen.lock().unwrap().len(), 1);
     }
 
     // `AppsJscode2sessionResponse` of the Node SDK, and its request (GET, query appid,
