@@ -18,7 +18,10 @@
 //!
 //! Tokens come from a [`TokenSource`]: [`douyin::ClientCredentials`] for the client token,
 //! [`douyin::UserTokens`] for one user's tokens (after [`douyin::OAuthClient`]'s code
-//! exchange), [`source_fn`] for a closure, or your own implementation.
+//! exchange), [`douyin::MiniAppCredentials`] and [`douyin::MiniGameCredentials`] for mini-app
+//! and mini-game app tokens, [`douyin::BusinessTokens`] for an account's business token,
+//! [`source_fn`] for a closure, or your own implementation ([the `douyin` module](douyin) has
+//! one example per family, and the mini-app and mini-game login, `code2session`).
 //!
 //! # Example
 //!
