@@ -68,7 +68,7 @@ async fn fans(State(state): State<AppState>, Query(q): Query<OpenId>) -> Respons
     let query: String = form_urlencoded::Serializer::new(String::new())
         .append_pair("open_id", &q.open_id)
         .finish();
-    forward(&state, format!("/data/external/user/fans/?{query}")).await
+    forward(&state, format!("/data/extern/billboard/hot_video/?{query}")).await
 }
 
 async fn poi(State(state): State<AppState>) -> Response {

@@ -1,12 +1,21 @@
-//! A small command-line client for any Douyin OpenAPI endpoint, with automatic client-token
+//! A small command-line client for any Douyin OpenAPI endpoint, with automatic app-token
 //! handling: the token is fetched once, attached to every request, refreshed when it turns
 //! stale, and a request answered "token expired" is sent once more.
 //!
 //! ```text
-//! cargo run --example douyin_api -- [--base-url URL] [--data JSON] [--requests N] [--concurrency C] [--redis URL] METHOD PATH
+//! cargo run --example douyin_api -- [--credential KIND] [--base-url URL] [--data JSON] [--requests N] [--concurrency C] [--redis URL] METHOD PATH
 //! ```
 //!
-//! - Credentials come from `DOUYIN_CLIENT_KEY` and `DOUYIN_CLIENT_SECRET`.
+//! - `--credential KIND` chooses the token:
+//!   - `stable-client-token` (default): the OpenAPI client token from
+//!     `/oauth/stable_client_token/`;
+//!   - `client-token`: the same from the classic `/oauth/client_token/`;
+//!   - `mini-app`: the mini-app app token (`/api/apps/v2/token`), with the mini-app code table
+//!     (40002 counts as a rejected token);
+//!   - `mini-game`: the mini-game app token (`/mgplatform/api/apps/stable_token`), sent in the
+//!     `access_token` header as the mini-game server APIs read it.
+//! - Credentials come from `DOUYIN_CLIENT_KEY` and `DOUYIN_CLIENT_SECRET` (for `mini-app` and
+//!   `mini-game`: the app id and the app secret).
 //! - `--base-url` defaults to `DOUYIN_BASE_URL`, else `https://open.douyin.com`; plain
 //!   `http://` is accepted for loopback hosts only.
 //! - The request is sent N times (default 1), C at a time (default 1), all through ONE
@@ -23,19 +32,61 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use douyin_auth::douyin::{ClientCredentials, HttpsClient};
-use douyin_auth::{BoxError, DouyinAuthLayer, Token, TokenSource};
+use douyin_auth::douyin::codes::Family;
+use douyin_auth::douyin::{
+    ClientCredentials, HttpsClient, MiniAppCredentials, MiniGameCredentials,
+};
+use douyin_auth::expiry::DouyinExpiry;
+use douyin_auth::{BoxError, DouyinAuthLayer, Token, TokenPlacement, TokenSource};
 use http::{Method, Request};
 use http_body_util::{BodyExt, Full};
 use tower::{ServiceBuilder, ServiceExt};
 
 const USAGE: &str =
-    "usage: douyin_api [--base-url URL] [--data JSON] [--requests N] [--concurrency C] METHOD PATH
-  credentials: DOUYIN_CLIENT_KEY and DOUYIN_CLIENT_SECRET
+    "usage: douyin_api [--credential KIND] [--base-url URL] [--data JSON] [--requests N] [--concurrency C] METHOD PATH
+  KIND:        stable-client-token (default), client-token, mini-app, mini-game
+  credentials: DOUYIN_CLIENT_KEY and DOUYIN_CLIENT_SECRET (the app id and secret for mini-app, mini-game)
   base URL:    --base-url, else DOUYIN_BASE_URL, else https://open.douyin.com";
+
+/// Which token the client uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Credential {
+    StableClientToken,
+    ClientToken,
+    MiniApp,
+    MiniGame,
+}
+
+impl Credential {
+    fn parse(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "stable-client-token" => Self::StableClientToken,
+            "client-token" => Self::ClientToken,
+            "mini-app" => Self::MiniApp,
+            "mini-game" => Self::MiniGame,
+            _ => {
+                return Err(format!(
+                    "--credential must be stable-client-token, client-token, mini-app or \
+                     mini-game, got {s:?}"
+                ))
+            }
+        })
+    }
+
+    /// The store key prefix of the shared token (`--redis`).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    fn key_prefix(self) -> &'static str {
+        match self {
+            Self::StableClientToken | Self::ClientToken => "client_token",
+            Self::MiniApp => "mini_app_token",
+            Self::MiniGame => "mini_game_token",
+        }
+    }
+}
 
 #[derive(Debug)]
 struct Args {
+    credential: Credential,
     base_url: String,
     data: Option<String>,
     requests: usize,
@@ -53,11 +104,13 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut requests = 1usize;
     let mut concurrency = 1usize;
     let mut redis = None;
+    let mut credential = Credential::StableClientToken;
     let mut positional = Vec::new();
     while let Some(arg) = argv.next() {
         let mut value = |name: &str| argv.next().ok_or_else(|| format!("{name} needs a value"));
         match arg.as_str() {
             "--base-url" => base_url = Some(value("--base-url")?),
+            "--credential" => credential = Credential::parse(&value("--credential")?)?,
             "--data" => data = Some(value("--data")?),
             "--requests" => requests = positive(&value("--requests")?, "--requests")?,
             "--concurrency" => concurrency = positive(&value("--concurrency")?, "--concurrency")?,
@@ -84,6 +137,7 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
         .to_owned();
     check_base_url(&base_url)?;
     Ok(Args {
+        credential,
         base_url,
         data,
         requests,
@@ -150,6 +204,10 @@ fn douyin_error_code(body: &[u8]) -> Option<i64> {
         &v["data"]["error_code"],
         &v["extra"]["error_code"],
         &v["err_no"],
+        &v["errcode"],
+        &v["error_code"],
+        &v["errno"],
+        &v["err"]["err_code"],
     ] {
         if let Some(c) = code(place).filter(|&c| c != 0) {
             return Some(c);
@@ -186,18 +244,51 @@ async fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    run(args, key, secret).await
+    let base = args.base_url.clone();
+    match args.credential {
+        Credential::StableClientToken => {
+            let source = ClientCredentials::new(key, secret).base_url(&base);
+            run(args, source).await
+        }
+        Credential::ClientToken => {
+            let source = ClientCredentials::new(key, secret)
+                .classic()
+                .base_url(&base);
+            run(args, source).await
+        }
+        Credential::MiniApp => {
+            run(args, MiniAppCredentials::new(key, secret).base_url(&base)).await
+        }
+        Credential::MiniGame => {
+            run(args, MiniGameCredentials::new(key, secret).base_url(&base)).await
+        }
+    }
 }
 
-async fn run(args: Args, key: String, secret: String) -> ExitCode {
+/// A layer over `source` with the options of the credential kind: where its APIs read the
+/// token and the code table they use.
+fn layer_for<T: TokenSource>(credential: Credential, source: T) -> DouyinAuthLayer {
+    let builder = DouyinAuthLayer::builder(source);
+    match credential {
+        Credential::StableClientToken | Credential::ClientToken => builder.build(),
+        Credential::MiniApp => builder
+            .classifier(DouyinExpiry::for_family(Family::MiniApp))
+            .build(),
+        Credential::MiniGame => builder
+            .placement(TokenPlacement::access_token_underscore())
+            .build(),
+    }
+}
+
+async fn run<T: TokenSource>(args: Args, inner: T) -> ExitCode {
     let fetches = Arc::new(AtomicUsize::new(0));
     let source = Counting {
-        inner: ClientCredentials::new(key, secret).base_url(&args.base_url),
+        inner,
         fetches: fetches.clone(),
     };
     let layer = match &args.redis {
-        None => DouyinAuthLayer::new(source),
-        Some(url) => match shared_layer(source, url).await {
+        None => layer_for(args.credential, source),
+        Some(url) => match shared_layer(source, url, args.credential).await {
             Ok(layer) => layer,
             Err(msg) => {
                 eprintln!("douyin_api: {msg}");
@@ -262,7 +353,11 @@ async fn run(args: Args, key: String, secret: String) -> ExitCode {
 
 /// A layer whose client token is shared through Redis with every other process using it.
 #[cfg(feature = "redis")]
-async fn shared_layer<T: TokenSource>(source: T, url: &str) -> Result<DouyinAuthLayer, String> {
+async fn shared_layer<T: TokenSource>(
+    source: T,
+    url: &str,
+    credential: Credential,
+) -> Result<DouyinAuthLayer, String> {
     use douyin_auth::store::{RedisConfig, RedisStore, SharedSource};
     let mut config = RedisConfig::new(url);
     if let Ok(prefix) = std::env::var("DOUYIN_REDIS_PREFIX") {
@@ -272,8 +367,9 @@ async fn shared_layer<T: TokenSource>(source: T, url: &str) -> Result<DouyinAuth
         .await
         .map_err(|e| format!("--redis {url:?}: {e}"))?;
     let key = std::env::var("DOUYIN_CLIENT_KEY").unwrap_or_default();
-    let shared = SharedSource::new(source, store, format!("client_token:{key}"));
-    let layer = DouyinAuthLayer::new(shared.clone());
+    let prefix = credential.key_prefix();
+    let shared = SharedSource::new(source, store, format!("{prefix}:{key}"));
+    let layer = layer_for(credential, shared.clone());
     // Pick up a token another process stored before Douyin rejects ours.
     shared
         .reread_every(&layer, std::time::Duration::from_secs(60))
@@ -282,7 +378,11 @@ async fn shared_layer<T: TokenSource>(source: T, url: &str) -> Result<DouyinAuth
 }
 
 #[cfg(not(feature = "redis"))]
-async fn shared_layer<T: TokenSource>(_: T, _: &str) -> Result<DouyinAuthLayer, String> {
+async fn shared_layer<T: TokenSource>(
+    _: T,
+    _: &str,
+    _: Credential,
+) -> Result<DouyinAuthLayer, String> {
     Err("--redis needs the `redis` feature: cargo run --features redis --example douyin_api".into())
 }
 

@@ -33,10 +33,7 @@ async fn main() -> Result<(), BoxError> {
         .layer(DouyinAuthLayer::new(source))
         .service(http);
 
-    let url = format!(
-        "{}/data/external/user/fans/?open_id=demo-user",
-        mock.base_url()
-    );
+    let url = format!("{}/data/extern/billboard/hot_video/", mock.base_url());
     let call = |client: douyin_auth::DouyinAuth<_>| {
         let url = url.clone();
         async move {

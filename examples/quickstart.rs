@@ -44,7 +44,7 @@ async fn run() -> Result<(), BoxError> {
         .service(Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>());
 
     // 3. Call an API: the layer fetches the client token and attaches it.
-    let url = format!("{base}/data/external/user/fans/?open_id=demo-user");
+    let url = format!("{base}/data/extern/billboard/hot_video/");
     let first = call(&client, &url).await?;
     println!("first call           {first}");
 

@@ -3,7 +3,11 @@
 //! Douyin answers most errors with HTTP 200 and an error code in a JSON body, so a status-only
 //! rule never fires. [`DouyinExpiry`], the default, says "expired" for HTTP 401 and for JSON
 //! bodies (up to the layer's peek limit) whose code is an expiry code in any of the shapes
-//! Douyin uses: `data.error_code`, `extra.error_code`, `extra.sub_error_code` and `err_no`.
+//! Douyin uses: `data.error_code`, `extra.error_code`, `extra.sub_error_code`, `err_no`, and
+//! the top-level `errcode`, `error_code`, `errno`, `error` and `err.err_code` (the places the
+//! official SDK's error reader looks; see `docs/douyin-protocol.md`). Codes may be numbers or
+//! numeric strings in every place. A code that means different things in different API
+//! families (40002) counts only with [`DouyinExpiry::for_family`].
 //! Implement [`ClassifyExpiry`] for other rules; [`GrpcExpiry`] reads gRPC's
 //! `grpc-status: 16` (UNAUTHENTICATED).
 
@@ -14,7 +18,9 @@ use http::{HeaderMap, StatusCode};
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 
-use crate::douyin::codes::{CodeKind, DEFAULT_EXPIRY_CODES, DEFAULT_EXPIRY_SUB_CODES};
+use crate::douyin::codes::{
+    expiry_codes, CodeKind, Family, DEFAULT_EXPIRY_CODES, DEFAULT_EXPIRY_SUB_CODES,
+};
 
 /// What a classifier concludes from a response's status and headers alone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,7 +104,9 @@ pub trait ClassifyExpiry: Send + Sync + 'static {
 ///
 /// The default codes are [`DEFAULT_EXPIRY_CODES`] (2190008, 10008, 28001008, 2190002,
 /// 28001003, 40004) and the sub-codes [`DEFAULT_EXPIRY_SUB_CODES`] (11002). Codes may be
-/// numbers or numeric strings.
+/// numbers or numeric strings, in any of the places listed in the [module docs](self). For a
+/// layer in front of one API family, [`for_family`](Self::for_family) adds the family's own
+/// codes (40002 on the old mini-app APIs).
 ///
 /// ```
 /// use http::{HeaderMap, StatusCode};
@@ -109,7 +117,15 @@ pub trait ClassifyExpiry: Send + Sync + 'static {
 /// assert!(c.classify_body(StatusCode::OK, &h, br#"{"data":{"error_code":2190008}}"#));
 /// assert!(c.classify_body(StatusCode::OK, &h, br#"{"extra":{"error_code":"2190002"}}"#));
 /// assert!(c.classify_body(StatusCode::OK, &h, br#"{"err_no":28001008,"err_msg":"expired"}"#));
+/// let invalid = r#"{"errcode":40004,"errmsg":"access token 不合法"}"#;
+/// assert!(c.classify_body(StatusCode::OK, &h, invalid.as_bytes()));
 /// assert!(!c.classify_body(StatusCode::OK, &h, br#"{"data":{"error_code":2190004}}"#));
+///
+/// // 40002 is "bad access_token" only on the old mini-app APIs
+/// use douyin_auth::douyin::codes::Family;
+/// let bad = br#"{"errcode":40002,"errmsg":"bad access_token"}"#;
+/// assert!(!c.classify_body(StatusCode::OK, &h, bad));
+/// assert!(DouyinExpiry::for_family(Family::MiniApp).classify_body(StatusCode::OK, &h, bad));
 ///
 /// // your own set of codes
 /// let c = DouyinExpiry::with_codes([12345], []);
@@ -119,6 +135,7 @@ pub trait ClassifyExpiry: Send + Sync + 'static {
 pub struct DouyinExpiry {
     codes: Cow<'static, [i64]>,
     sub_codes: Cow<'static, [i64]>,
+    family: Option<Family>,
 }
 
 impl Default for DouyinExpiry {
@@ -126,6 +143,7 @@ impl Default for DouyinExpiry {
         Self {
             codes: Cow::Borrowed(DEFAULT_EXPIRY_CODES),
             sub_codes: Cow::Borrowed(DEFAULT_EXPIRY_SUB_CODES),
+            family: None,
         }
     }
 }
@@ -144,7 +162,25 @@ impl DouyinExpiry {
         Self {
             codes: Cow::Owned(codes.into_iter().collect()),
             sub_codes: Cow::Owned(sub_codes.into_iter().collect()),
+            family: None,
         }
+    }
+
+    /// Douyin's codes as `family` reads them ([`expiry_codes`]): for a layer whose requests
+    /// all go to that family's APIs. [`Family::MiniApp`] adds 40002 ("bad access_token" on
+    /// the old mini-app APIs), which the default leaves out because the live-interactive tools
+    /// use it for "no permission".
+    pub fn for_family(family: Family) -> Self {
+        Self {
+            codes: Cow::Borrowed(expiry_codes(family)),
+            sub_codes: Cow::Borrowed(DEFAULT_EXPIRY_SUB_CODES),
+            family: Some(family),
+        }
+    }
+
+    /// The family whose code table this classifier reads, if one was chosen.
+    pub fn family(&self) -> Option<Family> {
+        self.family
     }
 
     /// The expiry codes in use.
@@ -165,23 +201,30 @@ impl DouyinExpiry {
 
     /// Why a Douyin JSON body rejects the token, if it does: [`Rejection::Invalid`] for the
     /// codes Douyin documents as "invalid token" ([`CodeKind::AccessTokenInvalid`]: 2190002,
-    /// 28001003, 40004), [`Rejection::Expired`] for every other expiry code or sub-code.
+    /// 28001003, 40004, and 40002 for [`Family::MiniApp`]), [`Rejection::Expired`] for every
+    /// other expiry code or sub-code. The places are read in this order: `data.error_code`,
+    /// `extra.error_code`, `err_no`, `errcode`, `error_code`, `errno`, `error`,
+    /// `err.err_code`, then `extra.sub_error_code`.
     pub fn body_rejection(&self, body: &[u8]) -> Option<Rejection> {
         let codes = peek_codes(body)?;
-        let kind = |c: i64| match CodeKind::of(c) {
-            CodeKind::AccessTokenInvalid => Rejection::Invalid,
-            _ => Rejection::Expired,
+        let family = self.family;
+        let kind = |c: i64| {
+            let k = match family {
+                Some(f) => CodeKind::of_in(f, c),
+                None => CodeKind::of(c),
+            };
+            match k {
+                CodeKind::AccessTokenInvalid => Rejection::Invalid,
+                _ => Rejection::Expired,
+            }
         };
         let hit = |c: Option<i64>| c.filter(|&c| c != 0 && self.codes.contains(&c)).map(kind);
-        hit(codes.data_error_code)
-            .or_else(|| hit(codes.extra_error_code))
-            .or_else(|| hit(codes.err_no))
-            .or_else(|| {
-                codes
-                    .extra_sub_error_code
-                    .filter(|&c| c != 0 && self.sub_codes.contains(&c))
-                    .map(|_| Rejection::Expired)
-            })
+        codes.in_order().into_iter().find_map(hit).or_else(|| {
+            codes
+                .extra_sub_error_code
+                .filter(|&c| c != 0 && self.sub_codes.contains(&c))
+                .map(|_| Rejection::Expired)
+        })
     }
 }
 
@@ -253,6 +296,32 @@ pub(crate) struct PeekedCodes {
     pub(crate) extra_error_code: Option<i64>,
     pub(crate) extra_sub_error_code: Option<i64>,
     pub(crate) err_no: Option<i64>,
+    /// Top-level `errcode` (live-interactive tools, mini-game APIs, old mini-app APIs).
+    pub(crate) errcode: Option<i64>,
+    /// Top-level `error_code` (business-token APIs).
+    pub(crate) error_code: Option<i64>,
+    /// Top-level `errno` (third-party platform).
+    pub(crate) errno: Option<i64>,
+    /// Top-level `error` (mini-game login).
+    pub(crate) error: Option<i64>,
+    /// `err.err_code` (`/auth/entity/…`).
+    pub(crate) err_err_code: Option<i64>,
+}
+
+impl PeekedCodes {
+    /// The codes in the order the classifier reads them (sub-codes apart).
+    fn in_order(&self) -> [Option<i64>; 8] {
+        [
+            self.data_error_code,
+            self.extra_error_code,
+            self.err_no,
+            self.errcode,
+            self.error_code,
+            self.errno,
+            self.error,
+            self.err_err_code,
+        ]
+    }
 }
 
 /// Reads only the code fields of a JSON body, skipping everything else without building it.
@@ -263,6 +332,11 @@ pub(crate) fn peek_codes(body: &[u8]) -> Option<PeekedCodes> {
         extra_error_code: top.extra.error_code,
         extra_sub_error_code: top.extra.sub_error_code,
         err_no: top.err_no,
+        errcode: top.errcode,
+        error_code: top.error_code,
+        errno: top.errno,
+        error: top.error,
+        err_err_code: top.err.err_code,
     })
 }
 
@@ -270,13 +344,19 @@ pub(crate) fn peek_codes(body: &[u8]) -> Option<PeekedCodes> {
 struct Top {
     data: Codes,
     extra: Codes,
+    err: Codes,
     err_no: Option<i64>,
+    errcode: Option<i64>,
+    error_code: Option<i64>,
+    errno: Option<i64>,
+    error: Option<i64>,
 }
 
 #[derive(Default)]
 struct Codes {
     error_code: Option<i64>,
     sub_error_code: Option<i64>,
+    err_code: Option<i64>,
 }
 
 /// A number, or a string holding one; anything else reads as "no code".
@@ -327,8 +407,13 @@ impl<'de> Deserialize<'de> for Code {
 enum Key {
     Data,
     Extra,
+    Err,
     ErrNo,
+    ErrCodeTop,
     ErrorCode,
+    Errno,
+    Error,
+    ErrCode,
     SubErrorCode,
     Other,
 }
@@ -345,8 +430,13 @@ impl<'de> Deserialize<'de> for Key {
                 Ok(match v {
                     "data" => Key::Data,
                     "extra" => Key::Extra,
+                    "err" => Key::Err,
                     "err_no" => Key::ErrNo,
+                    "errcode" => Key::ErrCodeTop,
                     "error_code" => Key::ErrorCode,
+                    "errno" => Key::Errno,
+                    "error" => Key::Error,
+                    "err_code" => Key::ErrCode,
                     "sub_error_code" => Key::SubErrorCode,
                     _ => Key::Other,
                 })
@@ -371,6 +461,7 @@ impl<'de> Deserialize<'de> for Codes {
                     match k {
                         Key::ErrorCode => out.error_code = a.next_value::<Code>()?.0,
                         Key::SubErrorCode => out.sub_error_code = a.next_value::<Code>()?.0,
+                        Key::ErrCode => out.err_code = a.next_value::<Code>()?.0,
                         _ => {
                             a.next_value::<IgnoredAny>()?;
                         }
@@ -419,7 +510,12 @@ impl<'de> Deserialize<'de> for Top {
                     match k {
                         Key::Data => out.data = a.next_value()?,
                         Key::Extra => out.extra = a.next_value()?,
+                        Key::Err => out.err = a.next_value()?,
                         Key::ErrNo => out.err_no = a.next_value::<Code>()?.0,
+                        Key::ErrCodeTop => out.errcode = a.next_value::<Code>()?.0,
+                        Key::ErrorCode => out.error_code = a.next_value::<Code>()?.0,
+                        Key::Errno => out.errno = a.next_value::<Code>()?.0,
+                        Key::Error => out.error = a.next_value::<Code>()?.0,
                         _ => {
                             a.next_value::<IgnoredAny>()?;
                         }
@@ -459,6 +555,75 @@ mod tests {
         }
         assert!(
             c.body_means_expired(br#"{"data":{},"extra":{"error_code":0,"sub_error_code":11002}}"#)
+        );
+    }
+
+    /// The places the official SDK's error reader (`@open-dy/open_api_util` 1.0.1,
+    /// `Client.getErrNo`) looks, with the answers recorded from the SDK's response models and
+    /// Douyin's docs (see `docs/douyin-protocol.md`).
+    #[test]
+    fn the_sdk_shapes_are_read_as_numbers_and_strings() {
+        let c = DouyinExpiry::default();
+        for code in ["40004", "\"40004\"", "\" 40004 \""] {
+            for body in [
+                // live-interactive tools, mini-game storage: errcode / errmsg
+                format!(r#"{{"errcode":{code},"errmsg":"access token 不合法"}}"#),
+                // business-token APIs: top-level error_code (a string in the SDK's model)
+                format!(r#"{{"data":{{}},"error_code":{code},"message":"error"}}"#),
+                // third-party platform: errno
+                format!(r#"{{"errno":{code},"message":"x"}}"#),
+                // mini-game login: error
+                format!(r#"{{"error":{code},"errmsg":"x"}}"#),
+                // /auth/entity/…: err.err_code
+                format!(r#"{{"err":{{"err_code":{code},"err_msg":"x"}},"data":null}}"#),
+            ] {
+                assert_eq!(
+                    c.body_rejection(body.as_bytes()),
+                    Some(Rejection::Invalid),
+                    "{body}"
+                );
+            }
+        }
+        for body in [
+            r#"{"errcode":28001008}"#,
+            r#"{"error_code":"2190008","message":"error"}"#,
+            r#"{"err":{"err_code":10008}}"#,
+        ] {
+            assert_eq!(
+                c.body_rejection(body.as_bytes()),
+                Some(Rejection::Expired),
+                "{body}"
+            );
+        }
+        // Success and other codes in the new places say no.
+        for body in [
+            r#"{"errcode":0,"errmsg":"ok"}"#,
+            r#"{"error":0,"errcode":0,"openid":"o","session_key":"s"}"#,
+            r#"{"error_code":"0","data":{"biz_token":"x"}}"#,
+            r#"{"errno":2190004}"#,
+            r#"{"err":{"err_code":"0"}}"#,
+            r#"{"error":"invalid_request"}"#,
+            r#"{"err":"2190008"}"#,
+            r#"{"data":{"err_code":2190008}}"#,
+        ] {
+            assert_eq!(c.body_rejection(body.as_bytes()), None, "{body}");
+        }
+    }
+
+    #[test]
+    fn forty_thousand_two_is_an_expiry_only_for_mini_apps() {
+        let bad = br#"{"errcode":40002,"errmsg":"bad access_token"}"#;
+        assert_eq!(DouyinExpiry::default().body_rejection(bad), None);
+        assert_eq!(
+            DouyinExpiry::for_family(Family::LiveTools).body_rejection(bad),
+            None
+        );
+        let mini = DouyinExpiry::for_family(Family::MiniApp);
+        assert_eq!(mini.family(), Some(Family::MiniApp));
+        assert_eq!(mini.body_rejection(bad), Some(Rejection::Invalid));
+        assert_eq!(
+            mini.body_rejection(br#"{"err_no":28001008,"err_tips":"expired"}"#),
+            Some(Rejection::Expired)
         );
     }
 

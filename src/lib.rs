@@ -18,7 +18,10 @@
 //!
 //! Tokens come from a [`TokenSource`]: [`douyin::ClientCredentials`] for the client token,
 //! [`douyin::UserTokens`] for one user's tokens (after [`douyin::OAuthClient`]'s code
-//! exchange), [`source_fn`] for a closure, or your own implementation.
+//! exchange), [`douyin::MiniAppCredentials`] and [`douyin::MiniGameCredentials`] for mini-app
+//! and mini-game app tokens, [`douyin::BusinessTokens`] for an account's business token,
+//! [`source_fn`] for a closure, or your own implementation ([the `douyin` module](douyin) has
+//! one example per family, and the mini-app and mini-game login, `code2session`).
 //!
 //! # Example
 //!
@@ -46,7 +49,8 @@
 //!     .layer(DouyinAuthLayer::new(source))
 //!     .service(Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>());
 //!
-//! let url = format!("{}/data/external/user/fans/?open_id=OPEN_ID", mock.base_url());
+//! // A client-token API (user APIs such as /data/external/user/fans/ take a user token).
+//! let url = format!("{}/data/extern/billboard/hot_video/", mock.base_url());
 //! let answer = client.oneshot(http::Request::get(url).body(Full::default())?).await?;
 //! let body = answer.into_body().collect().await?.to_bytes();
 //! assert!(body.starts_with(br#"{"data":{"description":"","error_code":0"#));
@@ -100,7 +104,7 @@
 //! type Douyin = DouyinAuth<Client<HttpConnector, axum::body::Body>>;
 //!
 //! async fn fans(State(douyin): State<Douyin>) -> axum::response::Response {
-//!     let request = http::Request::get("https://open.douyin.com/data/external/user/fans/")
+//!     let request = http::Request::get("https://open.douyin.com/data/extern/billboard/hot_video/")
 //!         .body(axum::body::Body::empty())
 //!         .expect("a valid request");
 //!     match douyin.oneshot(request).await {
@@ -175,7 +179,7 @@
 //!     .with(DouyinAuthMiddleware::new(source))
 //!     .build();
 //! let answer = client
-//!     .get("https://open.douyin.com/data/external/user/fans/?open_id=OPEN_ID")
+//!     .get("https://open.douyin.com/data/extern/billboard/hot_video/")
 //!     .send()
 //!     .await?;
 //! # drop(answer); Ok(()) }
@@ -293,8 +297,8 @@ pub mod webhook;
 
 pub use auth::{
     DouyinAuth, DouyinAuthLayer, DouyinAuthLayerBuilder, NoRetry, TokenPlacement,
-    ACCESS_TOKEN_HEADER, DEFAULT_HOSTS, DEFAULT_PEEK_LIMIT, DEFAULT_PEEK_TIMEOUT,
-    DEFAULT_REPLAY_LIMIT,
+    ACCESS_TOKEN_HEADER, ACCESS_TOKEN_UNDERSCORE_HEADER, DEFAULT_HOSTS, DEFAULT_PEEK_LIMIT,
+    DEFAULT_PEEK_TIMEOUT, DEFAULT_REPLAY_LIMIT, X_TOKEN_HEADER,
 };
 pub use body::{ReplayBody, ResponseBody};
 pub use error::{BoxError, DouyinError, Error, SharedError};

@@ -193,6 +193,9 @@ fn attach<C>(shared: &Shared<C>, req: &mut Request, ready: &Ready) -> Result<(),
             .map_err(|_| Error::InvalidHeaderValue)?;
         req.url_mut().query_pairs_mut().append_pair(param, token);
     }
+    if let TokenPlacement::Form(param) = &shared.placement {
+        crate::auth::placement::put_in_reqwest_form(req, param, &ready.header)?;
+    }
     Ok(())
 }
 

@@ -47,7 +47,7 @@ async fn client_token_is_fetched_once_for_many_concurrent_calls() {
     let source =
         ClientCredentials::new(mock.client_key(), mock.client_secret()).base_url(mock.base_url());
     let svc = DouyinAuthLayer::new(source).layer(http());
-    let url = format!("{}/data/external/user/fans/", mock.base_url());
+    let url = format!("{}/data/extern/billboard/hot_video/", mock.base_url());
     let answers = join_all((0..64).map(|_| get_json(svc.clone(), &url))).await;
     assert!(answers.iter().all(|a| code(a) == 0));
     let c = mock.counters();
@@ -65,9 +65,9 @@ async fn expiry_mid_run_refreshes_once_and_every_call_succeeds() {
         .base_url(mock.base_url());
     let svc = DouyinAuthLayer::new(source).layer(http());
     for (i, path) in [
-        "/data/external/user/fans/",
+        "/data/extern/billboard/hot_video/",
         "/goodlife/v1/shop/",
-        "/api/apps/x/",
+        "/api/x/",
     ]
     .into_iter()
     .enumerate()
@@ -211,7 +211,7 @@ async fn the_douyin_api_example_shares_one_token_across_its_requests() {
             "--concurrency",
             "5",
             "GET",
-            "/data/external/user/fans/",
+            "/data/extern/billboard/hot_video/",
         ])
         .env("DOUYIN_CLIENT_KEY", mock.client_key())
         .env("DOUYIN_CLIENT_SECRET", mock.client_secret())
@@ -232,7 +232,7 @@ async fn the_douyin_api_example_shares_one_token_across_its_requests() {
 
     // A Douyin error code makes the exit status 1.
     let out = tokio::process::Command::new(&exe)
-        .args(["POST", "/data/external/user/fans/?open_id=x"])
+        .args(["POST", "/data/extern/billboard/hot_video/?open_id=x"])
         .env("DOUYIN_CLIENT_KEY", mock.client_key())
         .env("DOUYIN_CLIENT_SECRET", "wrong")
         .env("DOUYIN_BASE_URL", mock.base_url())
@@ -248,6 +248,110 @@ async fn the_douyin_api_example_shares_one_token_across_its_requests() {
         .await
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// `--credential KIND`: each app-token kind against the mock, one fetch for all requests; the
+/// app kinds take the app id and secret from the same variables.
+#[tokio::test]
+async fn the_douyin_api_example_takes_every_credential_kind() {
+    let mock = MockDouyin::start().await.unwrap();
+    let exe = example("douyin_api");
+    let run = |kind: &'static str, path: &'static str| {
+        let mut cmd = tokio::process::Command::new(&exe);
+        cmd.args([
+            "--credential",
+            kind,
+            "--requests",
+            "6",
+            "--concurrency",
+            "3",
+            "GET",
+            path,
+        ])
+        .env("DOUYIN_CLIENT_KEY", mock.client_key())
+        .env("DOUYIN_CLIENT_SECRET", mock.client_secret())
+        .env("DOUYIN_BASE_URL", mock.base_url());
+        async move { cmd.output().await.unwrap() }
+    };
+    for (kind, path) in [
+        ("client-token", "/data/extern/billboard/hot_video/"),
+        ("stable-client-token", "/data/extern/billboard/hot_video/"),
+        ("mini-app", "/api/apps/v2/qrcode/create/"),
+        ("mini-game", "/mgplatform/api/apps/set_user_storage/"),
+    ] {
+        let out = run(kind, path).await;
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(out.status.success(), "{kind}: {stderr}");
+        assert!(
+            stderr.contains("6 requests, 6 ok, 0 failed; 1 token fetches"),
+            "{kind}: {stderr}"
+        );
+    }
+    let c = mock.counters();
+    assert_eq!(
+        (
+            c.client_token_calls,
+            c.stable_client_token_calls,
+            c.mini_app_token_calls,
+            c.mini_game_stable_token_calls
+        ),
+        (1, 1, 1, 1)
+    );
+    // A mini-game token is not read from the `access-token` header of a mini-game API, so a
+    // kind that does not match the API fails there, as it would against Douyin.
+    let out = run(
+        "stable-client-token",
+        "/mgplatform/api/apps/set_user_storage/",
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    let out = run("no-such-kind", "/x").await;
+    assert_eq!(out.status.code(), Some(2));
+}
+
+/// `mock_server`: prints its base URL and credentials, serves until interrupted.
+#[cfg(unix)]
+#[tokio::test]
+async fn the_mock_server_example_serves_until_interrupted() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut child = tokio::process::Command::new(example("mock_server"))
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next_line().await.unwrap().unwrap();
+    let base = first
+        .strip_prefix("mock Douyin serving on ")
+        .unwrap()
+        .to_owned();
+    let mut printed = String::new();
+    while let Some(line) = lines.next_line().await.unwrap() {
+        printed.push_str(&line);
+        printed.push('\n');
+        if line.starts_with("serving until interrupted") {
+            break;
+        }
+    }
+    assert!(printed.contains("mock_client_key"), "{printed}");
+    assert!(printed.contains("mock_client_secret"), "{printed}");
+    let source = ClientCredentials::new("mock_client_key", "mock_client_secret").base_url(&base);
+    let svc = DouyinAuthLayer::new(source).layer(http());
+    let a = get_json(svc, &format!("{base}/data/extern/billboard/hot_video/")).await;
+    assert_eq!(code(&a), 0);
+    let pid = child.id().unwrap().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    let rest = lines.next_line().await.unwrap().unwrap_or_default();
+    assert!(rest.starts_with("stopping"), "{rest}");
 }
 
 /// The path of an example binary that `cargo test` built beside the test binaries.

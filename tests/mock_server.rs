@@ -194,11 +194,11 @@ async fn client_token_only_newest_two_stay_valid() {
 
     // Two tokens: both valid.
     assert_eq!(
-        shape1_code(&api(&mock, "/data/external/user/fans/", &t1).await),
+        shape1_code(&api(&mock, "/data/extern/billboard/hot_video/", &t1).await),
         0
     );
     assert_eq!(
-        shape1_code(&api(&mock, "/data/external/user/fans/", &t2).await),
+        shape1_code(&api(&mock, "/data/extern/billboard/hot_video/", &t2).await),
         0
     );
 
@@ -217,15 +217,15 @@ async fn client_token_only_newest_two_stay_valid() {
 
     // A third token pushes the first out: invalid, not expired.
     assert_eq!(
-        shape1_code(&api(&mock, "/data/external/user/fans/", &t1).await),
+        shape1_code(&api(&mock, "/data/extern/billboard/hot_video/", &t1).await),
         2_190_002
     );
     assert_eq!(
-        shape1_code(&api(&mock, "/data/external/user/fans/", &t2).await),
+        shape1_code(&api(&mock, "/data/extern/billboard/hot_video/", &t2).await),
         0
     );
     assert_eq!(
-        shape1_code(&api(&mock, "/data/external/user/fans/", &t3).await),
+        shape1_code(&api(&mock, "/data/extern/billboard/hot_video/", &t3).await),
         0
     );
 
@@ -705,19 +705,54 @@ async fn shape3_api_family_uses_err_no() {
     assert_eq!(v["err_no"], 28_001_015, "{v}");
 }
 
+/// Douyin reads the token only where each API family documents it: the mock refuses a valid
+/// token anywhere else, as Douyin would (it sees no token).
 #[tokio::test]
-async fn token_may_come_as_bearer_or_query_parameter() {
+async fn the_token_counts_only_where_the_family_reads_it() {
     let mock = MockDouyin::start().await.unwrap();
     let g = mock.issue_user_tokens("open-1", ["user_info"]);
-    let req = request(&mock, "POST", "/data/x/")
-        .header("authorization", format!("Bearer {}", g.access_token))
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from_static(b"{\"cursor\": 0}")))
-        .unwrap();
-    let r = send(&mock, req).await;
+    let with = |path: &str, header: &str, value: String| {
+        request(&mock, "POST", path)
+            .header(header, value)
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from_static(b"{\"cursor\": 0}")))
+            .unwrap()
+    };
+    // `Authorization: Bearer` is not read by Douyin.
+    let r = send(
+        &mock,
+        with(
+            "/data/x/",
+            "authorization",
+            format!("Bearer {}", g.access_token),
+        ),
+    )
+    .await;
+    assert_eq!(shape1_code(&r), 2_190_002);
+    // `access-token` is.
+    let r = send(
+        &mock,
+        with("/data/x/", "access-token", g.access_token.clone()),
+    )
+    .await;
     assert_eq!(shape1_code(&r), 0);
     assert_eq!(r.data()["open_id"], "open-1");
+    // `/oauth/userinfo/` also reads the `access_token` header (the official SDK sends it so).
+    let r = send(
+        &mock,
+        with("/oauth/userinfo/", "access_token", g.access_token.clone()),
+    )
+    .await;
+    assert_eq!(shape1_code(&r), 0);
+    // The generic `/api/…` family reads only the `access-token` header.
+    let r = send(
+        &mock,
+        with("/api/x/", "access_token", g.access_token.clone()),
+    )
+    .await;
+    assert_eq!(r.json()["err_no"], 28_001_003);
 
+    // The older query parameter, on the APIs documented with it.
     let path = format!(
         "/oauth/userinfo/?access_token={}&open_id=open-1",
         g.access_token
@@ -728,6 +763,42 @@ async fn token_may_come_as_bearer_or_query_parameter() {
     let r = send(&mock, req).await;
     assert_eq!(shape1_code(&r), 0);
     assert_eq!(r.data()["nickname"], "mock user open-1");
+    let path = format!("/goodlife/v1/x/?access_token={}", g.access_token);
+    let req = request(&mock, "GET", &path)
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let r = send(&mock, req).await;
+    assert_eq!(r.json()["extra"]["error_code"], 2_190_002);
+
+    // And a form-body field on `/oauth/userinfo/`.
+    let req = request(&mock, "POST", "/oauth/userinfo/")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Full::new(Bytes::from(format!(
+            "open_id=open-1&access_token={}",
+            g.access_token
+        ))))
+        .unwrap();
+    assert_eq!(shape1_code(&send(&mock, req).await), 0);
+}
+
+/// A user API refuses a client token (and a life-service API a user token), as Douyin does.
+#[tokio::test]
+async fn user_apis_take_only_user_tokens() {
+    let mock = MockDouyin::start().await.unwrap();
+    let clt = client_token(&mock).await;
+    let g = mock.issue_user_tokens("open-1", ["fans.data"]);
+    for path in [
+        "/oauth/userinfo/",
+        "/data/external/user/fans/?open_id=open-1",
+    ] {
+        let r = api(&mock, path, &clt).await;
+        assert_eq!(shape1_code(&r), 2_190_002, "{path}");
+        assert_eq!(shape1_code(&api(&mock, path, &g.access_token).await), 0);
+    }
+    let r = api(&mock, "/goodlife/v1/shop/poi/query/", &g.access_token).await;
+    assert_eq!(r.json()["extra"]["error_code"], 2_190_002);
+    let c = mock.counters();
+    assert_eq!((c.api_wrong_kind, c.api_invalid), (3, 3));
 }
 
 #[tokio::test]

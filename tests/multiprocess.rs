@@ -101,7 +101,7 @@ async fn four_douyin_api_processes_share_one_token() {
         .map(|_| {
             tokio::process::Command::new(&bin)
                 .args(["--redis", &url, "--requests", "5", "--concurrency", "5"])
-                .args(["GET", "/data/external/user/fans/"])
+                .args(["GET", "/data/extern/billboard/hot_video/"])
                 .env("DOUYIN_BASE_URL", mock.base_url())
                 .env("DOUYIN_REDIS_PREFIX", &prefix)
                 .env("DOUYIN_CLIENT_KEY", mock.client_key())

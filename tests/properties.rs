@@ -69,6 +69,12 @@ fn oracle_expired(v: &Value) -> bool {
     hit(field(top.get("data"), "error_code"))
         || hit(field(top.get("extra"), "error_code"))
         || hit(top.get("err_no").and_then(oracle_code))
+        // The places the official SDK's error reader looks as well.
+        || hit(top.get("errcode").and_then(oracle_code))
+        || hit(top.get("error_code").and_then(oracle_code))
+        || hit(top.get("errno").and_then(oracle_code))
+        || hit(top.get("error").and_then(oracle_code))
+        || hit(field(top.get("err"), "err_code"))
         || field(top.get("extra"), "sub_error_code")
             .is_some_and(|c| c != 0 && DEFAULT_EXPIRY_SUB_CODES.contains(&c))
 }
@@ -104,7 +110,8 @@ fn code_value() -> impl Strategy<Value = Value> {
 fn key() -> impl Strategy<Value = String> {
     prop_oneof![
         4 => prop::sample::select(
-            ["data", "extra", "err_no", "error_code", "sub_error_code", "description", "logid"]
+            ["data", "extra", "err_no", "error_code", "sub_error_code", "description", "logid",
+             "errcode", "errno", "error", "err", "err_code"]
                 .to_vec()
         )
         .prop_map(str::to_owned),
@@ -128,7 +135,8 @@ fn json_value() -> impl Strategy<Value = Value> {
     })
 }
 
-/// A Douyin-like body: a top-level object whose `data`, `extra` and `err_no` may hold codes.
+/// A Douyin-like body: a top-level object whose `data`, `extra`, `err_no` and the SDK's other
+/// places (`errcode`, `error_code`, `errno`, `error`, `err.err_code`) may hold codes.
 fn douyin_body() -> impl Strategy<Value = Value> {
     (
         prop::option::of(json_value()),
@@ -136,8 +144,15 @@ fn douyin_body() -> impl Strategy<Value = Value> {
         prop::option::of(code_value()),
         prop::option::of((code_value(), code_value())),
         json_value(),
+        prop::collection::vec(
+            (
+                prop::sample::select(vec!["errcode", "error_code", "errno", "error", "err"]),
+                code_value(),
+            ),
+            0..3,
+        ),
     )
-        .prop_map(|(data, extra, err_no, codes, noise)| {
+        .prop_map(|(data, extra, err_no, codes, noise, more)| {
             let mut top = Map::new();
             if let Some(mut d) = data {
                 if let (Some((c, _)), Value::Object(o)) = (&codes, &mut d) {
@@ -155,6 +170,14 @@ fn douyin_body() -> impl Strategy<Value = Value> {
                 top.insert("err_no".into(), n);
             }
             top.insert("noise".into(), noise);
+            for (place, code) in more {
+                let v = if place == "err" {
+                    json!({ "err_code": code, "err_msg": "m" })
+                } else {
+                    code
+                };
+                top.insert(place.into(), v);
+            }
             Value::Object(top)
         })
 }
@@ -305,7 +328,16 @@ fn token_answer() -> impl Strategy<Value = (Value, i64, u64)> {
     (
         0u64..10_000_000,
         prop::sample::select(vec![0i64, 0, 0, 2_100_004, 10_010, 10_020, 2_190_008]),
-        prop::sample::select(vec!["data", "extra", "err_no"]),
+        prop::sample::select(vec![
+            "data",
+            "extra",
+            "err_no",
+            "errcode",
+            "error_code",
+            "errno",
+            "error",
+            "err",
+        ]),
         json_value(),
         any::<bool>(),
     )
@@ -330,7 +362,8 @@ fn token_answer() -> impl Strategy<Value = (Value, i64, u64)> {
             match place {
                 "data" => data["error_code"] = code_v,
                 "extra" => top["extra"] = json!({"error_code": code_v, "logid": "L", "now": 1}),
-                _ => top["err_no"] = code_v,
+                "err" => top["err"] = json!({"err_code": code_v, "err_msg": "m"}),
+                other => top[other] = code_v,
             }
             top["data"] = data;
             (top, code, expires)

@@ -28,7 +28,10 @@ async fn json(res: reqwest::Response) -> Value {
 async fn attaches_the_token_and_hands_the_body_back_byte_for_byte() {
     let mock = MockDouyin::start().await.unwrap();
     let client = client(DouyinAuthMiddleware::new(source(&mock)));
-    let url = format!("{}/oauth/userinfo/?open_id=o1", mock.base_url());
+    let url = format!(
+        "{}/data/extern/billboard/hot_video/?open_id=o1",
+        mock.base_url()
+    );
 
     let res = client.get(&url).send().await.unwrap();
     assert_eq!(res.status(), 200);
@@ -91,7 +94,7 @@ async fn http_401_is_expiry_too() {
 async fn no_retry_hands_back_the_expired_answer_and_the_next_request_gets_a_new_token() {
     let mock = MockDouyin::start().await.unwrap();
     let client = client(DouyinAuthMiddleware::new(source(&mock)));
-    let url = format!("{}/oauth/userinfo/", mock.base_url());
+    let url = format!("{}/data/extern/billboard/hot_video/", mock.base_url());
     client.get(&url).send().await.unwrap();
     mock.expire_all_tokens();
 
@@ -144,7 +147,7 @@ async fn the_rejected_token_is_never_resent() {
     let client = client(DouyinAuthMiddleware::new(douyin_auth::StaticToken::new(
         "clt.unknown",
     )));
-    let url = format!("{}/oauth/userinfo/", mock.base_url());
+    let url = format!("{}/data/extern/billboard/hot_video/", mock.base_url());
     let body = json(client.get(&url).send().await.unwrap()).await;
     assert_eq!(body["data"]["error_code"], 2_190_002);
     assert_eq!(
@@ -161,7 +164,10 @@ async fn query_placement() {
         .placement(TokenPlacement::Query("access_token".into()))
         .build();
     let client = client(DouyinAuthMiddleware::from_layer(&layer));
-    let url = format!("{}/oauth/userinfo/?open_id=o1", mock.base_url());
+    let url = format!(
+        "{}/data/extern/billboard/hot_video/?open_id=o1",
+        mock.base_url()
+    );
     let body = json(client.get(&url).send().await.unwrap()).await;
     assert_eq!(body["data"]["error_code"], 0, "{body}");
 }
@@ -192,7 +198,7 @@ async fn tower_layer_and_middleware_share_one_cache() {
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
             .build_http::<Full<Bytes>>();
     let tower_client = layer.layer(hyper_client);
-    let url = format!("{}/oauth/userinfo/", mock.base_url());
+    let url = format!("{}/data/extern/billboard/hot_video/", mock.base_url());
 
     let res = tower_client
         .clone()
@@ -319,4 +325,36 @@ async fn without_the_policy_an_answer_from_another_host_is_refused() {
         matches!(douyin, Some(douyin_auth::Error::DisallowedTarget { .. })),
         "{err:?}"
     );
+}
+
+#[tokio::test]
+async fn form_placement() {
+    let mock = MockDouyin::start().await.unwrap();
+    let layer = DouyinAuthLayer::builder(source(&mock))
+        .placement(TokenPlacement::form())
+        .build();
+    let client = client(DouyinAuthMiddleware::from_layer(&layer));
+    let url = format!("{}/data/extern/billboard/hot_video/", mock.base_url());
+    let body = json(
+        client
+            .post(&url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("cursor=0&access_token=forged")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(body["data"]["error_code"], 0, "{body}");
+    assert_eq!(body["data"]["token_type"], "client");
+    // A JSON body cannot carry the token as a form field: refused, nothing sent.
+    let err = client
+        .post(&url)
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.is_middleware(), "{err:?}");
+    assert_eq!(mock.counters().api_calls, 1);
 }

@@ -194,7 +194,7 @@ async fn no_secret_in_any_debug_display_error_or_log() {
         .unwrap();
     shown.debug(&mock);
     shown.debug(&MockDouyin::builder().client_secret(CLIENT_SECRET));
-    let url = format!("{}/data/external/user/fans/", mock.base_url());
+    let url = format!("{}/data/extern/billboard/hot_video/", mock.base_url());
     let requests = Arc::new(Mutex::new(Vec::new()));
 
     // --- the client token: fetch, expiry, refresh, retry; then a wrong secret ---

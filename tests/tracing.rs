@@ -67,7 +67,10 @@ async fn refresh_expiry_retry_failure_and_persistence_are_traced_without_secrets
         ClientCredentials::new(mock.client_key(), mock.client_secret()).base_url(mock.base_url());
     let layer = DouyinAuthLayer::new(source.clone());
     let client = layer.layer(http.clone());
-    let url = format!("{}/oauth/userinfo/?open_id=o1", mock.base_url());
+    let url = format!(
+        "{}/data/extern/billboard/hot_video/?open_id=o1",
+        mock.base_url()
+    );
     let get = || {
         http::Request::get(url.as_str())
             .body(Full::<Bytes>::default())

@@ -231,6 +231,7 @@ fn send_first<S, ReqBody, ResBody, C>(
 ) -> State<S::Future, ReqBody, ResBody>
 where
     S: Service<Request<ReqBody>>,
+    ReqBody: ReplayBody,
 {
     if let Err(e) = attach(&mut req, &mut ready, shared) {
         return State::Failed { error: Some(e) };

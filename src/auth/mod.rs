@@ -18,6 +18,8 @@ pub(crate) mod targets;
 pub use self::future::ResponseFuture;
 pub use self::layer::{DouyinAuthLayer, DouyinAuthLayerBuilder};
 pub use self::options::{DEFAULT_PEEK_LIMIT, DEFAULT_PEEK_TIMEOUT, DEFAULT_REPLAY_LIMIT};
-pub use self::placement::{TokenPlacement, ACCESS_TOKEN_HEADER};
+pub use self::placement::{
+    TokenPlacement, ACCESS_TOKEN_HEADER, ACCESS_TOKEN_UNDERSCORE_HEADER, X_TOKEN_HEADER,
+};
 pub use self::service::{DouyinAuth, NoRetry};
 pub use self::targets::DEFAULT_HOSTS;

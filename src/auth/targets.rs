@@ -6,13 +6,26 @@ use http::Uri;
 use crate::error::Error;
 use crate::net::is_loopback;
 
-/// The hosts a token is sent to by default: Douyin's OpenAPI host and the same OAuth API on
-/// Toutiao and Xigua. Loopback hosts are always allowed (local proxies, the mock server).
+/// The hosts a token is sent to by default. Loopback hosts are always allowed (local proxies,
+/// the mock server).
+///
+/// | host | what lives there |
+/// | --- | --- |
+/// | `open.douyin.com` | Douyin's OpenAPI: OAuth, user, video, data, life-service and business-token APIs |
+/// | `open.snssdk.com` | the same OAuth API for Toutiao |
+/// | `open-api.ixigua.com` | the same OAuth API for Xigua |
+/// | `developer.toutiao.com` | mini-app server APIs (`/api/apps/…`, their token and login), `/auth/entity/…` |
+/// | `minigame.zijieapi.com` | mini-game server APIs (`/mgplatform/api/apps/…`, their token, stable token and login) |
+/// | `webcast.bytedance.com` | live-interactive tools (直播小玩法: `/api/live_data/…`, `/api/gift/…`, `/api/card/…`) |
+/// | `developer-product.zijieapi.com` | mini-app product APIs (`/product/api/…`) |
 pub const DEFAULT_HOSTS: &[&str] = &[
     "open.douyin.com",
     "open.snssdk.com",
     "open-api.ixigua.com",
     "developer.toutiao.com",
+    "minigame.zijieapi.com",
+    "webcast.bytedance.com",
+    "developer-product.zijieapi.com",
 ];
 
 /// Which requests may carry a token: the configured hosts over HTTPS, loopback hosts over
@@ -88,6 +101,15 @@ mod tests {
         assert!(ok("http://127.0.0.1:8080/x"));
         assert!(ok("http://[::1]:8080/x"));
         assert!(ok("http://localhost/x"));
+        for host in [
+            "developer.toutiao.com",
+            "minigame.zijieapi.com",
+            "webcast.bytedance.com",
+            "developer-product.zijieapi.com",
+        ] {
+            assert!(ok(&format!("https://{host}/api/x")), "{host}");
+            assert!(!ok(&format!("http://{host}/api/x")), "{host}");
+        }
         assert!(!ok("http://open.douyin.com/x"));
         assert!(!ok("https://evil.example/x"));
         assert!(!ok("https://open.douyin.com.evil.example/x"));

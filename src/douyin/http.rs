@@ -10,7 +10,7 @@ use http_body::Body;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use tower::{Service, ServiceExt};
 
-use super::wire::{parse_token_response, TokenResponse};
+use super::wire::{check_answer, parse_token_response, TokenResponse};
 use crate::error::{BoxError, Error};
 
 /// The largest token answer the crate reads, in bytes. Token answers are well under 1 KiB.
@@ -112,6 +112,18 @@ pub(crate) async fn post_token<C: HttpClient>(
     path: &'static str,
     payload: Payload,
 ) -> Result<TokenResponse, Error> {
+    let bytes = post_answer(client, base_url, path, payload).await?;
+    parse_token_response(&bytes)
+}
+
+/// POSTs `payload` to `base_url` + `path` and returns the answer's body, checked for HTTP
+/// errors (a Douyin error code in a non-2xx answer becomes [`Error::Douyin`]).
+pub(crate) async fn post_answer<C: HttpClient>(
+    client: &C,
+    base_url: &str,
+    path: &'static str,
+    payload: Payload,
+) -> Result<Bytes, Error> {
     let url = endpoint(base_url, path);
     let (content_type, body) = match payload {
         Payload::Json(b) => ("application/json", Bytes::from(b)),
@@ -124,19 +136,46 @@ pub(crate) async fn post_token<C: HttpClient>(
         .header(ACCEPT, HeaderValue::from_static("application/json"))
         .body(Full::new(body))
         .map_err(|_| Error::Protocol(format!("the base URL {base_url:?} is not a valid URL")))?;
-    check_secure(request.uri())?;
+    send_answer(client, request, path).await
+}
 
+/// GETs `base_url` + `path` with the percent-encoded `query` and returns the answer's body,
+/// checked as [`post_answer`] does. The URL may carry secrets: it is never put in an error.
+pub(crate) async fn get_answer<'a, C: HttpClient>(
+    client: &C,
+    base_url: &str,
+    path: &'static str,
+    query: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<Bytes, Error> {
+    let mut ser = form_urlencoded::Serializer::new(String::new());
+    ser.extend_pairs(query);
+    let url = format!("{}?{}", endpoint(base_url, path), ser.finish());
+    let request = Request::builder()
+        .method(Method::GET)
+        .uri(url.as_str())
+        .header(ACCEPT, HeaderValue::from_static("application/json"))
+        .body(Full::new(Bytes::new()))
+        .map_err(|_| Error::Protocol(format!("the base URL {base_url:?} is not a valid URL")))?;
+    send_answer(client, request, path).await
+}
+
+async fn send_answer<C: HttpClient>(
+    client: &C,
+    request: Request<Full<Bytes>>,
+    path: &str,
+) -> Result<Bytes, Error> {
+    check_secure(request.uri())?;
     let response = client.send(request).await.map_err(Error::Service)?;
     let status = response.status();
     let bytes = read_limited(response.into_body(), MAX_RESPONSE_BYTES).await?;
     if !status.is_success() {
         // A JSON error answer on a non-2xx status still says what went wrong.
-        return Err(match parse_token_response(&bytes) {
+        return Err(match check_answer(&bytes) {
             Err(e @ Error::Douyin(_)) => e,
             _ => Error::Protocol(format!("{path} answered with HTTP status {status}")),
         });
     }
-    parse_token_response(&bytes)
+    Ok(bytes)
 }
 
 /// Reads a body into memory, failing with [`Error::BodyTooLarge`] as soon as it exceeds

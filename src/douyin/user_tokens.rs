@@ -73,6 +73,16 @@ struct UserState {
     renewals_exhausted: bool,
 }
 
+/// Which tokens a [`UserTokens`] keeps: a user's OAuth pair, or one account's business token
+/// for one scope (see [`BusinessTokens`](super::BusinessTokens)).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Grant {
+    /// `/oauth/refresh_token/` and `/oauth/renew_refresh_token/`.
+    User,
+    /// `/oauth/refresh_biz_token/`, else a new `/oauth/business_token/` for the scope.
+    Business { scope: String },
+}
+
 /// The first fetch hands out the stored access token as it is, without calling Douyin, when
 /// it has at least this long to live: a restart does not refresh every user.
 pub const ADOPT_MIN_REMAINING: Duration = Duration::from_secs(15 * 60);
@@ -119,6 +129,7 @@ pub const ADOPT_MIN_REMAINING: Duration = Duration::from_secs(15 * 60);
 /// # drop(fresh); Ok(()) }
 /// ```
 pub struct UserTokens<C> {
+    grant: Grant,
     client_key: String,
     client_secret: Secret,
     client: C,
@@ -133,6 +144,7 @@ pub struct UserTokens<C> {
 impl<C: Clone> Clone for UserTokens<C> {
     fn clone(&self) -> Self {
         Self {
+            grant: self.grant.clone(),
             client_key: self.client_key.clone(),
             client_secret: self.client_secret.clone(),
             client: self.client.clone(),
@@ -170,6 +182,7 @@ impl<C> UserTokens<C> {
         client: C,
     ) -> Self {
         Self {
+            grant: Grant::User,
             client_key: client_key.into(),
             client_secret: Secret::new(client_secret),
             client,
@@ -185,6 +198,25 @@ impl<C> UserTokens<C> {
                 renewals_exhausted: false,
             })),
         }
+    }
+
+    /// The same settings and hook for the business token of `scope` (no renewals).
+    pub(crate) fn business(mut self, scope: String) -> Self {
+        self.grant = Grant::Business { scope };
+        self.renew_window = Duration::ZERO;
+        self
+    }
+
+    /// The same settings and hook with `token` as the current one, in a state of its own.
+    pub(crate) fn with_current(mut self, token: Token) -> Self {
+        self.snapshot = Arc::new(ArcSwap::from_pointee(token.clone()));
+        self.state = Arc::new(Mutex::new(UserState {
+            current: token,
+            pending: false,
+            served: false,
+            renewals_exhausted: false,
+        }));
+        self
     }
 
     /// Whether the first fetch hands out the stored access token as it is when it has at least
@@ -291,6 +323,13 @@ impl<C: HttpClient> UserTokens<C> {
             }
         }
 
+        if let Grant::Business { scope } = &self.grant {
+            let token = self.business_token(&state.current, scope).await?;
+            self.set_current(&mut state, token);
+            self.persist(&mut state).await?;
+            return Ok(state.current.clone());
+        }
+
         let open_id = state.current.open_id().unwrap_or_default().to_owned();
         let reauth = |cause: Option<DouyinError>| Error::ReauthorizationRequired {
             open_id: open_id.clone(),
@@ -357,6 +396,65 @@ impl<C: HttpClient> UserTokens<C> {
         Ok(state.current.clone())
     }
 
+    /// A business token: refreshed with the live `biz_refresh_token` if there is one, else (or
+    /// if Douyin refuses the refresh for good) a new one from `/oauth/business_token/`.
+    async fn business_token(&self, current: &Token, scope: &str) -> Result<Token, Error> {
+        let open_id = current.open_id().unwrap_or_default();
+        let live_refresh = current.refresh_token().filter(|_| {
+            current
+                .refresh_expires_at()
+                .is_some_and(|at| at > Instant::now())
+        });
+        if let Some(refresh_token) = live_refresh {
+            let payload = super::mini_app::json(
+                &BizRefreshRequest {
+                    client_key: &self.client_key,
+                    client_secret: self.client_secret.expose(),
+                    refresh_token,
+                },
+                "business token refresh",
+            )?;
+            match post_token(
+                &self.client,
+                &self.base_url,
+                super::REFRESH_BIZ_TOKEN_PATH,
+                payload,
+            )
+            .await
+            {
+                Ok(answer) => {
+                    return business(&answer, open_id, scope, super::REFRESH_BIZ_TOKEN_PATH)
+                }
+                Err(Error::Douyin(d)) if !d.kind().is_transient() => {
+                    tracing::warn!(
+                        target: "douyin_auth",
+                        open_id = %open_id,
+                        error = %d,
+                        "refreshing the business token failed; asking for a new one"
+                    );
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let payload = super::mini_app::json(
+            &BizTokenRequest {
+                client_key: &self.client_key,
+                client_secret: self.client_secret.expose(),
+                open_id,
+                scope,
+            },
+            "business token",
+        )?;
+        let answer = post_token(
+            &self.client,
+            &self.base_url,
+            super::BUSINESS_TOKEN_PATH,
+            payload,
+        )
+        .await?;
+        business(&answer, open_id, scope, super::BUSINESS_TOKEN_PATH)
+    }
+
     async fn renew(&self, current: &Token) -> Result<Token, Error> {
         let refresh_token = current.refresh_token().unwrap_or_default();
         let payload = Payload::form([
@@ -377,6 +475,43 @@ impl<C: HttpClient> UserTokens<C> {
         let answer = post_token(&self.client, &self.base_url, REFRESH_PATH, payload).await?;
         refreshed(current, &answer)
     }
+}
+
+#[derive(serde::Serialize)]
+struct BizTokenRequest<'a> {
+    client_key: &'a str,
+    client_secret: &'a str,
+    open_id: &'a str,
+    scope: &'a str,
+}
+
+#[derive(serde::Serialize)]
+struct BizRefreshRequest<'a> {
+    client_key: &'a str,
+    client_secret: &'a str,
+    refresh_token: &'a str,
+}
+
+/// The business token of `open_id` and `scope` from a `biz_*` answer.
+fn business(
+    answer: &TokenResponse,
+    open_id: &str,
+    scope: &str,
+    path: &str,
+) -> Result<Token, Error> {
+    let (biz_token, expires_in) = answer
+        .require_access(path)
+        .map_err(|_| missing(path, "biz_token and biz_expires_in"))?;
+    let mut token = Token::new(biz_token, expires_in)
+        .with_open_id(open_id)
+        .with_scopes([scope]);
+    if let Some(refresh) = answer.refresh_token() {
+        token = token.with_refresh_token(
+            refresh,
+            answer.refresh_expires_in().unwrap_or(Duration::ZERO),
+        );
+    }
+    Ok(token)
 }
 
 /// The current pair with the renewed refresh token from `answer`.
@@ -430,6 +565,7 @@ impl<C: HttpClient> TokenSource for UserTokens<C> {
 impl<C> fmt::Debug for UserTokens<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("UserTokens")
+            .field("grant", &self.grant)
             .field("client_key", &self.client_key)
             .field("client_secret", &self.client_secret)
             .field("base_url", &self.base_url)

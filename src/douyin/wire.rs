@@ -13,9 +13,13 @@ use crate::token::Secret;
 
 /// A successful answer of a Douyin token endpoint (`/oauth/client_token/`,
 /// `/oauth/stable_client_token/`, `/oauth/access_token/`, `/oauth/refresh_token/`,
-/// `/oauth/renew_refresh_token/`).
+/// `/oauth/renew_refresh_token/`, the mini-app and mini-game `…/apps/v2/token` and
+/// `…/apps/stable_token`, `/oauth/business_token/` and `/oauth/refresh_biz_token/`).
 ///
 /// Build it with [`parse_token_response`]. Which fields are present depends on the endpoint.
+/// A business-token answer's `biz_token`, `biz_expires_in`, `biz_refresh_token` and
+/// `biz_refresh_expires_in` are read as the access token, its lifetime, the refresh token
+/// and its lifetime.
 /// Its `Debug` output never shows the access token or the refresh token.
 #[derive(Clone, Default)]
 pub struct TokenResponse {
@@ -28,6 +32,7 @@ pub struct TokenResponse {
     message: Option<String>,
     log_id: Option<String>,
     server_time_ms: Option<i64>,
+    expires_at: Option<i64>,
 }
 
 impl TokenResponse {
@@ -89,6 +94,12 @@ impl TokenResponse {
         self.server_time_ms
     }
 
+    /// The wall-clock expiry in seconds since the Unix epoch (`data.expires_at`, sent by the
+    /// mini-game token endpoint), if sent.
+    pub fn expires_at_unix(&self) -> Option<i64> {
+        self.expires_at
+    }
+
     /// The access token and its lifetime, or a protocol error naming the missing field.
     pub(crate) fn require_access(&self, endpoint: &str) -> Result<(&str, Duration), Error> {
         let token = self
@@ -118,14 +129,17 @@ impl fmt::Debug for TokenResponse {
             .field("message", &self.message)
             .field("log_id", &self.log_id)
             .field("server_time_ms", &self.server_time_ms)
+            .field("expires_at", &self.expires_at)
             .finish()
     }
 }
 
 /// Parses the body of a Douyin token endpoint's answer.
 ///
-/// An error answer (a non-zero `data.error_code`, `extra.error_code` or `err_no`) becomes
-/// [`Error::Douyin`] with the code, Douyin's description and the log id. A body that is not
+/// An error answer (a non-zero code in `data.error_code`, `extra.error_code`, `err_no`,
+/// `errcode`, a top-level `error_code`, `errno`, `error` or `err.err_code`, as a number or a
+/// numeric string) becomes [`Error::Douyin`] with the code, Douyin's description (`description`,
+/// `err_msg`, `err_tips`, `errmsg`, `message` or `err.err_msg`) and the log id. A body that is not
 /// the JSON of a token answer becomes [`Error::Protocol`] with a short message that never
 /// repeats the body. This function never panics, whatever the input.
 ///
@@ -142,16 +156,34 @@ impl fmt::Debug for TokenResponse {
 ///                 "extra": {"logid": "2020070614111601022506808001045D59", "now": 1594015876138}}"#;
 /// let err = parse_token_response(body).unwrap_err();
 /// assert_eq!(err.douyin().unwrap().code(), 2100005);
+///
+/// // The mini-app token endpoint's shape
+/// let body = br#"{"err_no":0,"err_tips":"success","data":{"access_token":"0801121","expires_in":7200}}"#;
+/// assert_eq!(parse_token_response(body).unwrap().access_token(), Some("0801121"));
+/// let body = br#"{"err_no":40017,"err_tips":"bad secret","data":null}"#;
+/// assert_eq!(parse_token_response(body).unwrap_err().douyin().unwrap().code(), 40017);
 /// ```
 pub fn parse_token_response(body: &[u8]) -> Result<TokenResponse, Error> {
+    read_wire(body)?.into_response()
+}
+
+fn read_wire(body: &[u8]) -> Result<WireResponse, Error> {
     if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err(Error::Protocol(
             "token answer is not valid: not a JSON object".into(),
         ));
     }
-    let wire: WireResponse =
-        serde_json::from_slice(body).map_err(|e| Error::Protocol(describe_json_error(&e)))?;
-    wire.into_response()
+    serde_json::from_slice(body).map_err(|e| Error::Protocol(describe_json_error(&e)))
+}
+
+/// Checks a Douyin answer (of any endpoint) for an error code in every shape
+/// [`parse_token_response`] reads, without reading token fields.
+pub(crate) fn check_answer(body: &[u8]) -> Result<(), Error> {
+    let wire = read_wire(body)?;
+    match wire.error() {
+        Some(e) => Err(Error::Douyin(e)),
+        None => Ok(()),
+    }
 }
 
 /// A short description of a JSON error that never quotes the input.
@@ -186,6 +218,35 @@ struct WireResponse {
     err_tips: Option<String>,
     #[serde(default, deserialize_with = "lenient_string")]
     log_id: Option<String>,
+    #[serde(default, deserialize_with = "lenient_code")]
+    errcode: Option<i64>,
+    #[serde(default, deserialize_with = "lenient_string")]
+    errmsg: Option<String>,
+    #[serde(default, deserialize_with = "lenient_code")]
+    error_code: Option<i64>,
+    #[serde(default, deserialize_with = "lenient_code")]
+    errno: Option<i64>,
+    #[serde(default, deserialize_with = "lenient_code")]
+    error: Option<i64>,
+    #[serde(default, deserialize_with = "lenient_err")]
+    err: Option<WireErr>,
+}
+
+#[derive(Deserialize, Default)]
+struct WireErr {
+    #[serde(default, deserialize_with = "lenient_code")]
+    err_code: Option<i64>,
+    #[serde(default, deserialize_with = "lenient_string")]
+    err_msg: Option<String>,
+}
+
+/// `err` as an object; any other value reads as absent.
+fn lenient_err<'de, D: Deserializer<'de>>(d: D) -> Result<Option<WireErr>, D::Error> {
+    let v = serde_json::Value::deserialize(d)?;
+    Ok(match v {
+        serde_json::Value::Object(_) => serde_json::from_value(v).ok(),
+        _ => None,
+    })
 }
 
 #[derive(Deserialize, Default)]
@@ -208,6 +269,16 @@ struct WireData {
     description: Option<String>,
     #[serde(default, deserialize_with = "lenient_string")]
     log_id: Option<String>,
+    #[serde(default, deserialize_with = "lenient_string")]
+    biz_token: Option<String>,
+    #[serde(default, deserialize_with = "lenient_int")]
+    biz_expires_in: Option<i64>,
+    #[serde(default, deserialize_with = "lenient_string")]
+    biz_refresh_token: Option<String>,
+    #[serde(default, deserialize_with = "lenient_int")]
+    biz_refresh_expires_in: Option<i64>,
+    #[serde(default, deserialize_with = "lenient_int")]
+    expires_at: Option<i64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -236,45 +307,93 @@ fn seconds(v: Option<i64>, field: &str) -> Result<Option<u64>, Error> {
 }
 
 impl WireResponse {
+    fn log_id(&self) -> Option<String> {
+        let data = self.data.as_ref();
+        let extra = self.extra.as_ref();
+        non_empty(data.and_then(|d| d.log_id.clone()))
+            .or(non_empty(extra.and_then(|e| e.logid.clone())))
+            .or(non_empty(self.log_id.clone()))
+    }
+
+    /// The first non-zero code, in the order the classifier reads them, with its description.
+    fn error(&self) -> Option<DouyinError> {
+        let nonzero = |c: Option<i64>| c.filter(|&c| c != 0);
+        let text = |s: &Option<String>| non_empty(s.clone());
+        let data = self.data.as_ref();
+        let extra = self.extra.as_ref();
+        let data_desc = data.and_then(|d| text(&d.description));
+        let extra_desc = extra.and_then(|e| text(&e.description));
+        let err = self.err.as_ref();
+        let generic = || {
+            text(&self.err_msg)
+                .or(text(&self.err_tips))
+                .or(text(&self.errmsg))
+                .or(text(&self.message))
+                .or(data_desc.clone())
+                .or(extra_desc.clone())
+        };
+        let found = if let Some(code) = nonzero(data.and_then(|d| d.error_code)) {
+            Some((code, data_desc.clone().or(extra_desc.clone())))
+        } else if let Some(code) = nonzero(extra.and_then(|e| e.error_code)) {
+            Some((code, extra_desc.clone()))
+        } else if let Some(code) = nonzero(self.err_no)
+            .or(nonzero(self.errcode))
+            .or(nonzero(self.error_code))
+            .or(nonzero(self.errno))
+            .or(nonzero(self.error))
+        {
+            Some((code, generic()))
+        } else {
+            nonzero(err.and_then(|e| e.err_code))
+                .map(|code| (code, err.and_then(|e| text(&e.err_msg)).or_else(generic)))
+        };
+        found.map(|(code, description)| {
+            DouyinError::new(code, description.unwrap_or_default(), self.log_id())
+        })
+    }
+
     fn into_response(self) -> Result<TokenResponse, Error> {
+        if let Some(e) = self.error() {
+            return Err(Error::Douyin(e));
+        }
+        let log_id = self.log_id();
         let data = self.data.unwrap_or_default();
         let extra = self.extra.unwrap_or_default();
-        let log_id = non_empty(data.log_id)
-            .or(non_empty(extra.logid))
-            .or(non_empty(self.log_id));
-
-        let nonzero = |c: Option<i64>| c.filter(|&c| c != 0);
-        let error = if let Some(code) = nonzero(data.error_code) {
-            Some((
-                code,
-                non_empty(data.description).or(non_empty(extra.description)),
-            ))
-        } else if let Some(code) = nonzero(extra.error_code) {
-            Some((code, non_empty(extra.description)))
-        } else {
-            nonzero(self.err_no)
-                .map(|code| (code, non_empty(self.err_msg).or(non_empty(self.err_tips))))
-        };
-        if let Some((code, description)) = error {
-            return Err(Error::Douyin(DouyinError::new(
-                code,
-                description.unwrap_or_default(),
-                log_id,
-            )));
-        }
-
         Ok(TokenResponse {
-            access_token: non_empty(data.access_token).map(Secret::new),
-            expires_in: seconds(data.expires_in, "expires_in")?,
+            access_token: non_empty(data.access_token)
+                .or(non_empty(data.biz_token))
+                .map(Secret::new),
+            expires_in: seconds(data.expires_in.or(data.biz_expires_in), "expires_in")?,
             open_id: non_empty(data.open_id),
-            refresh_token: non_empty(data.refresh_token).map(Secret::new),
-            refresh_expires_in: seconds(data.refresh_expires_in, "refresh_expires_in")?,
+            refresh_token: non_empty(data.refresh_token)
+                .or(non_empty(data.biz_refresh_token))
+                .map(Secret::new),
+            refresh_expires_in: seconds(
+                data.refresh_expires_in.or(data.biz_refresh_expires_in),
+                "refresh_expires_in",
+            )?,
             scope: non_empty(data.scope),
             message: self.message,
             log_id,
             server_time_ms: extra.now,
+            expires_at: data.expires_at,
         })
     }
+}
+
+/// A code as a number or a numeric string; anything else (a word, an object) reads as absent,
+/// so that a field named like a code but holding something else never fails the parse.
+fn lenient_code<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    let v = serde_json::Value::deserialize(d)?;
+    Ok(match v {
+        serde_json::Value::Number(n) => n.as_i64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+                .map(|f| f as i64)
+        }),
+        serde_json::Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    })
 }
 
 /// An integer given as a JSON number, a numeric string, `""`, `"<nil>"` or `null`.
@@ -488,6 +607,95 @@ mod tests {
             (d.code(), d.description(), d.log_id()),
             (28_001_005, "busy", Some("T"))
         );
+    }
+
+    // Recorded answers of the families' token endpoints. Sources: Douyin's mini-app
+    // "get access token" doc (mini-app sample), the official Node SDK's response models
+    // (`@open-dy/open_api_sdk` 1.1.0: `AppsV2TokenResponse{err_no, err_tips, data{access_token,
+    // expires_in, expires_at}}` and `OauthBusinessTokenResponse{data{biz_token, biz_expires_in,
+    // biz_refresh_token, biz_refresh_expires_in}, error_code, message}`, all strings there).
+    const MINI_APP_OK: &str = r#"{"err_no":0,"err_tips":"success","data":{"access_token":"0801121SECRET","expires_in":7200}}"#;
+    const MINI_GAME_OK: &str = r#"{"err_no":"0","err_tips":"success","data":{"access_token":"0801121SECRET","expires_in":"7200","expires_at":"1700007200"}}"#;
+    const BIZ_OK: &str = r#"{"data":{"biz_token":"bzt.SECRET","biz_expires_in":"2592000","biz_refresh_token":"bzr.SECRET","biz_refresh_expires_in":"5184000"},"error_code":"0","message":"success"}"#;
+
+    #[test]
+    fn mini_app_and_mini_game_token_answers() {
+        let r = parse_token_response(MINI_APP_OK.as_bytes()).unwrap();
+        assert_eq!(
+            r.require_access("/x").unwrap(),
+            ("0801121SECRET", Duration::from_secs(7200))
+        );
+        let r = parse_token_response(MINI_GAME_OK.as_bytes()).unwrap();
+        assert_eq!(r.expires_in(), Some(Duration::from_secs(7200)));
+        assert_eq!(r.expires_at_unix(), Some(1_700_007_200));
+        assert!(!format!("{r:?}").contains("SECRET"));
+        let e = parse_token_response(br#"{"err_no":40017,"err_tips":"bad secret"}"#).unwrap_err();
+        let d = e.douyin().unwrap();
+        assert_eq!((d.code(), d.description()), (40_017, "bad secret"));
+        assert_eq!(d.kind(), CodeKind::BadCredentials);
+    }
+
+    #[test]
+    fn business_token_answers() {
+        let r = parse_token_response(BIZ_OK.as_bytes()).unwrap();
+        assert_eq!(r.access_token(), Some("bzt.SECRET"));
+        assert_eq!(r.expires_in(), Some(Duration::from_secs(2_592_000)));
+        assert_eq!(r.refresh_token(), Some("bzr.SECRET"));
+        assert_eq!(r.refresh_expires_in(), Some(Duration::from_secs(5_184_000)));
+        assert!(!format!("{r:?}").contains("SECRET"));
+        let e = parse_token_response(
+            br#"{"data":{},"error_code":"2190002","message":"access_token invalid"}"#,
+        )
+        .unwrap_err();
+        let d = e.douyin().unwrap();
+        assert_eq!(
+            (d.code(), d.description()),
+            (2_190_002, "access_token invalid")
+        );
+    }
+
+    #[test]
+    fn every_sdk_error_place_is_read() {
+        for (body, code, text) in [
+            (
+                r#"{"errcode":40004,"errmsg":"access token 不合法"}"#,
+                40_004,
+                "access token 不合法",
+            ),
+            (
+                r#"{"errno":"10013","message":"bad key"}"#,
+                10_013,
+                "bad key",
+            ),
+            (
+                r#"{"error":2100004,"errmsg":"busy","message":"x"}"#,
+                2_100_004,
+                "busy",
+            ),
+            (
+                r#"{"err":{"err_code":"28001005","err_msg":"busy"},"log_id":"L"}"#,
+                28_001_005,
+                "busy",
+            ),
+            (
+                r#"{"error_code":"10020","message":"limit"}"#,
+                10_020,
+                "limit",
+            ),
+        ] {
+            let e = parse_token_response(body.as_bytes()).unwrap_err();
+            let d = e.douyin().unwrap_or_else(|| panic!("{body}: {e:?}"));
+            assert_eq!((d.code(), d.description()), (code, text), "{body}");
+            assert!(check_answer(body.as_bytes()).is_err());
+        }
+        // Zeros everywhere, and words where a code could be, are not errors.
+        for body in [
+            r#"{"errcode":0,"error":0,"errno":"0","error_code":"0","err":{"err_code":0},"data":{"access_token":"x","expires_in":1}}"#,
+            r#"{"error":"none","err":"none","data":{"access_token":"x","expires_in":1}}"#,
+        ] {
+            parse_token_response(body.as_bytes()).unwrap();
+            check_answer(body.as_bytes()).unwrap();
+        }
     }
 
     #[test]

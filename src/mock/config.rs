@@ -14,6 +14,8 @@ pub const DEFAULT_ACCESS_TOKEN_LIFETIME: Duration = Duration::from_secs(1_296_00
 pub const DEFAULT_REFRESH_TOKEN_LIFETIME: Duration = Duration::from_secs(2_592_000);
 /// Default authorization-code lifetime: 10 minutes.
 pub const DEFAULT_CODE_LIFETIME: Duration = Duration::from_secs(600);
+/// Default business-token lifetime: 30 days (the mini-app token tutorial's figure).
+pub const DEFAULT_BUSINESS_TOKEN_LIFETIME: Duration = Duration::from_secs(2_592_000);
 /// Default number of refresh-token renewals per authorisation: 5.
 pub const DEFAULT_MAX_RENEWALS: u32 = 5;
 
@@ -36,4 +38,6 @@ pub(crate) struct Config {
     /// At most this many `/oauth/client_token/` calls per `rate_window` (then 10020).
     pub(crate) rate_limit: usize,
     pub(crate) rate_window: Duration,
+    /// How long business tokens live.
+    pub(crate) business_token_lifetime: Duration,
 }

@@ -349,6 +349,7 @@ mod tests {
             max_renewals: 5,
             rate_limit: 500,
             rate_window: Duration::from_secs(300),
+            business_token_lifetime: Duration::from_secs(7200),
         })
     }
 

@@ -6,13 +6,15 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, CONTENT_TYPE};
+use http::header::CONTENT_TYPE;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use serde_json::{json, Map, Value};
 
+use super::families::{self, FamilyEndpoint};
 use super::ids::log_id;
+use super::routes::{route_for, Place, Route, Shape};
 use super::state::{AuthOutcome, Caller, Endpoint, State, TokenError, PARAMETER_ERROR};
 use super::types::TokenFailure;
 
@@ -21,24 +23,13 @@ const BODY_LIMIT: usize = 1 << 20;
 
 /// Which request bodies a token endpoint takes (query parameters are always read).
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Accepts {
+pub(crate) enum Accepts {
     /// JSON, form-urlencoded or query only (`/oauth/client_token/`).
     Any,
     /// JSON only (`/oauth/stable_client_token/`).
     Json,
     /// Form-urlencoded only (the user-token endpoints: Douyin insists on form).
     Form,
-}
-
-/// The body shape a protected API answers in.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Shape {
-    /// `data.error_code` and `extra.error_code` (most OpenAPI).
-    DataExtra,
-    /// Code only in `extra` (`/goodlife/`).
-    ExtraOnly,
-    /// `err_no` / `err_msg` (`/api/`).
-    ErrNo,
 }
 
 /// The server's one service function.
@@ -59,6 +50,9 @@ pub(crate) async fn handle(
     if let Some((endpoint, accepts)) = token_endpoint {
         return Ok(token_call(&state, endpoint, accepts, req).await);
     }
+    if let Some(endpoint) = FamilyEndpoint::at(trimmed) {
+        return Ok(families::call(&state, endpoint, req).await);
+    }
     if trimmed == "/platform/oauth/connect" {
         return Ok(super::consent::handle(&state, req).await);
     }
@@ -68,16 +62,7 @@ pub(crate) async fn handle(
             &token_error_body(PARAMETER_ERROR, "no such endpoint"),
         ));
     }
-    let (shape, force_401) = if trimmed.starts_with("/goodlife/") {
-        (Shape::ExtraOnly, false)
-    } else if trimmed.starts_with("/api/") {
-        (Shape::ErrNo, false)
-    } else if trimmed.starts_with("/test/401/") || trimmed == "/test/401" {
-        (Shape::DataExtra, true)
-    } else {
-        (Shape::DataExtra, false)
-    };
-    Ok(api_call(&state, shape, force_401, req).await)
+    Ok(api_call(&state, route_for(trimmed), req).await)
 }
 
 // ----- token endpoints -----
@@ -132,7 +117,7 @@ async fn token_call(
     }
 }
 
-fn injected_failure(failure: TokenFailure) -> Response<Full<Bytes>> {
+pub(crate) fn injected_failure(failure: TokenFailure) -> Response<Full<Bytes>> {
     match failure {
         TokenFailure::Code(code) => {
             let description = crate::douyin::codes::CodeKind::of(code).as_str();
@@ -170,7 +155,7 @@ fn token_error_body(code: i64, description: &str) -> Value {
 }
 
 /// Reads query parameters, then the body (which wins on conflicts), as `accepts` allows.
-async fn read_params(
+pub(crate) async fn read_params(
     req: Request<Incoming>,
     accepts: Accepts,
 ) -> Result<HashMap<String, String>, TokenError> {
@@ -247,46 +232,21 @@ fn query_params(query: Option<&str>) -> HashMap<String, String> {
 
 // ----- protected APIs -----
 
-async fn api_call(
-    state: &State,
-    shape: Shape,
-    force_401: bool,
-    req: Request<Incoming>,
-) -> Response<Full<Bytes>> {
+async fn api_call(state: &State, route: Route, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let query = query_params(req.uri().query());
-    let headers = req.headers();
-    let token = headers
-        .get("access-token")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .or_else(|| {
-            headers
-                .get(AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| {
-                    v.strip_prefix("Bearer ")
-                        .or_else(|| v.strip_prefix("bearer "))
-                })
-                .map(|v| v.trim().to_owned())
-        })
-        .or_else(|| query.get("access_token").cloned());
     let path = req.uri().path().to_owned();
-    // The body is not needed; it is dropped unread (the connection handles the rest).
-    drop(req);
+    let token = read_token(&route, &query, req).await;
 
-    let outcome = state.check_api_token(token.as_deref());
+    let outcome = state.check_api_token(token.as_deref(), route.takes);
+    let shape = route.shape;
     let (code, description) = match &outcome {
         AuthOutcome::Valid(caller) => {
-            if let (Caller::User { open_id, .. }, Some(asked)) = (caller, query.get("open_id")) {
+            if let (Some(open_id), Some(asked)) = (caller.open_id(), query.get("open_id")) {
                 if asked != open_id {
-                    let code = match shape {
-                        Shape::ErrNo => 28_001_015,
-                        _ => 2_190_015,
-                    };
                     return api_error(
                         shape,
                         StatusCode::OK,
-                        code,
+                        route.mismatch,
                         "open_id does not match the access token",
                     );
                 }
@@ -294,26 +254,68 @@ async fn api_call(
             return api_success(shape, caller, &path, query.get("open_id"));
         }
         AuthOutcome::Expired => (
-            match shape {
-                Shape::ErrNo => 28_001_008,
-                _ => 2_190_008,
-            },
-            "access_token expired, please refresh or authorise again",
+            route.expired,
+            "access_token expired, please refresh or authorise again".to_owned(),
         ),
-        AuthOutcome::Invalid => (
-            match shape {
-                Shape::ErrNo => 28_001_003,
-                _ => 2_190_002,
-            },
-            "access_token is invalid",
+        AuthOutcome::Invalid => (route.invalid, "access_token is invalid".to_owned()),
+        AuthOutcome::WrongKind(kind) => (
+            route.invalid,
+            format!("access_token is invalid: this API does not take a {kind:?} token"),
         ),
     };
-    let status = if force_401 || state.answer_401() {
+    let status = if route.force_401 || state.answer_401() {
         StatusCode::UNAUTHORIZED
     } else {
         StatusCode::OK
     };
-    api_error(shape, status, code, description)
+    api_error(shape, status, code, &description)
+}
+
+/// The token from the first place, in the route's order, that holds one. Douyin reads no
+/// other place: a token elsewhere (another header, `Authorization: Bearer`) is no token.
+async fn read_token(
+    route: &Route,
+    query: &HashMap<String, String>,
+    req: Request<Incoming>,
+) -> Option<String> {
+    let headers = req.headers();
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    for place in route.places {
+        let found = match place {
+            Place::Header => header("access-token"),
+            Place::UnderscoreHeader => header("access_token"),
+            Place::XToken => header("x-token"),
+            Place::Query => query.get("access_token").cloned(),
+            Place::Form => None,
+        };
+        if found.is_some() {
+            return found;
+        }
+    }
+    let is_form = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        });
+    if !(route.places.contains(&Place::Form) && is_form) {
+        // The body is not needed; it is dropped unread (the connection handles the rest).
+        return None;
+    }
+    let body = Limited::new(req.into_body(), BODY_LIMIT)
+        .collect()
+        .await
+        .ok()?
+        .to_bytes();
+    form_urlencoded::parse(&body)
+        .find(|(k, _)| k == "access_token")
+        .map(|(_, v)| v.into_owned())
 }
 
 fn api_error(
@@ -339,8 +341,10 @@ fn api_error(
             },
         }),
         Shape::ErrNo => json!({
-            "err_no": code, "err_msg": description, "log_id": log_id(), "data": {},
+            "err_no": code, "err_msg": description, "err_tips": description,
+            "log_id": log_id(), "data": {},
         }),
+        Shape::ErrCode => json!({ "errcode": code, "errmsg": description }),
     };
     json_response(status, &body)
 }
@@ -365,6 +369,17 @@ fn api_success(
             data.insert("nickname".into(), json!(format!("mock user {open_id}")));
             data.insert("scope".into(), json!(scopes.join(",")));
         }
+        Caller::MiniApp => {
+            data.insert("token_type".into(), json!("mini_app"));
+        }
+        Caller::MiniGame => {
+            data.insert("token_type".into(), json!("mini_game"));
+        }
+        Caller::Business { open_id, scope } => {
+            data.insert("token_type".into(), json!("business"));
+            data.insert("open_id".into(), json!(open_id));
+            data.insert("scope".into(), json!(scope));
+        }
     }
     data.insert("path".into(), json!(path));
     let body = match shape {
@@ -385,15 +400,17 @@ fn api_success(
             "extra": { "error_code": 0, "description": "", "logid": log_id(), "now": now_ms() },
         }),
         Shape::ErrNo => json!({
-            "err_no": 0, "err_msg": "success", "log_id": log_id(), "data": data,
+            "err_no": 0, "err_msg": "success", "err_tips": "success", "log_id": log_id(),
+            "data": data,
         }),
+        Shape::ErrCode => json!({ "errcode": 0, "errmsg": "ok", "data": data }),
     };
     json_response(StatusCode::OK, &body)
 }
 
 // ----- helpers -----
 
-fn json_response(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
+pub(crate) fn json_response(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
     *resp.status_mut() = status;
     resp.headers_mut().insert(
@@ -404,7 +421,7 @@ fn json_response(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
 }
 
 /// Wall-clock milliseconds, as Douyin's `extra.now`.
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))

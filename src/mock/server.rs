@@ -13,8 +13,8 @@ use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::config::{
-    Config, DEFAULT_ACCESS_TOKEN_LIFETIME, DEFAULT_CLIENT_KEY, DEFAULT_CLIENT_SECRET,
-    DEFAULT_CLIENT_TOKEN_LIFETIME, DEFAULT_CLIENT_TOKEN_RATE_LIMIT,
+    Config, DEFAULT_ACCESS_TOKEN_LIFETIME, DEFAULT_BUSINESS_TOKEN_LIFETIME, DEFAULT_CLIENT_KEY,
+    DEFAULT_CLIENT_SECRET, DEFAULT_CLIENT_TOKEN_LIFETIME, DEFAULT_CLIENT_TOKEN_RATE_LIMIT,
     DEFAULT_CLIENT_TOKEN_RATE_WINDOW, DEFAULT_CODE_LIFETIME, DEFAULT_MAX_RENEWALS,
     DEFAULT_REFRESH_TOKEN_LIFETIME,
 };
@@ -58,6 +58,7 @@ impl Default for MockDouyinBuilder {
                 max_renewals: DEFAULT_MAX_RENEWALS,
                 rate_limit: DEFAULT_CLIENT_TOKEN_RATE_LIMIT,
                 rate_window: DEFAULT_CLIENT_TOKEN_RATE_WINDOW,
+                business_token_lifetime: DEFAULT_BUSINESS_TOKEN_LIFETIME,
             },
         }
     }
@@ -76,7 +77,14 @@ impl MockDouyinBuilder {
         self
     }
 
-    /// How long client tokens live (default 7200 s).
+    /// How long business tokens live (default 30 days); their refresh tokens live the
+    /// [refresh-token lifetime](Self::refresh_token_lifetime).
+    pub fn business_token_lifetime(mut self, lifetime: Duration) -> Self {
+        self.config.business_token_lifetime = lifetime;
+        self
+    }
+
+    /// How long client tokens live (default 7200 s), and mini-app and mini-game app tokens.
     pub fn client_token_lifetime(mut self, lifetime: Duration) -> Self {
         self.config.client_token_lifetime = lifetime;
         self
@@ -213,8 +221,34 @@ impl MockDouyin {
             .issue_user_tokens(open_id.into(), scopes.into_iter().map(Into::into).collect())
     }
 
-    /// Expires every current client token (plain and stable) and every user access token
-    /// now. Refresh tokens and codes stay valid, so refreshes work.
+    /// Simulates `tt.login` in a mini-app or mini-game for the user `openid`: returns a
+    /// single-use login code for `code2session` (both families), which lives the
+    /// [code lifetime](MockDouyinBuilder::code_lifetime).
+    pub fn login_code(&self, openid: impl Into<String>) -> String {
+        let now = self.state.clock();
+        self.state.apps.login_code(
+            Some(openid.into()),
+            None,
+            now,
+            self.state.config.code_lifetime,
+        )
+    }
+
+    /// Simulates an anonymous `tt.login`: a single-use `anonymous_code` for
+    /// `anonymous_openid`.
+    pub fn anonymous_login_code(&self, anonymous_openid: impl Into<String>) -> String {
+        let now = self.state.clock();
+        self.state.apps.login_code(
+            None,
+            Some(anonymous_openid.into()),
+            now,
+            self.state.config.code_lifetime,
+        )
+    }
+
+    /// Expires every current client token (plain and stable), every mini-app, mini-game and
+    /// business token and every user access token now. Refresh tokens and codes stay valid, so
+    /// refreshes work.
     pub fn expire_all_tokens(&self) {
         self.state.expire_all();
     }
@@ -274,7 +308,9 @@ impl MockDouyin {
 
     /// When on, successful token answers send their numbers as strings (`"error_code": "0"`,
     /// `"expires_in": "7200"`) and `"message": "<nil>"`, as some of Douyin's documented samples
-    /// do, so clients can prove they accept both.
+    /// do, so clients can prove they accept both. The mini-app, mini-game, business-token and
+    /// `code2session` answers then send every number as a string (`"err_no": "0"`), as the
+    /// official SDK's models declare them.
     pub fn answer_numbers_as_strings(&self, on: bool) {
         self.state.set_numbers_as_strings(on);
     }

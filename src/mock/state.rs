@@ -10,6 +10,7 @@ use serde_json::{json, Map, Value};
 use tokio::time::Instant;
 
 use super::config::Config;
+use super::families::Apps;
 use super::ids::{log_id, random_token};
 use super::types::{Counters, TokenFailure, UserGrant};
 
@@ -58,6 +59,52 @@ pub(crate) enum Caller {
         /// The scopes the user granted.
         scopes: Vec<String>,
     },
+    /// A mini-app app token.
+    MiniApp,
+    /// A mini-game app token (plain or stable).
+    MiniGame,
+    /// A business token of one account and scope.
+    Business {
+        /// The account's `open_id`.
+        open_id: String,
+        /// The scope.
+        scope: String,
+    },
+}
+
+/// The kinds of token a protected API takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A client token.
+    Client,
+    /// A user access token.
+    User,
+    /// A mini-app app token.
+    MiniApp,
+    /// A mini-game app token.
+    MiniGame,
+    /// A business token.
+    Business,
+}
+
+impl Caller {
+    pub(crate) fn kind(&self) -> Kind {
+        match self {
+            Caller::Client => Kind::Client,
+            Caller::User { .. } => Kind::User,
+            Caller::MiniApp => Kind::MiniApp,
+            Caller::MiniGame => Kind::MiniGame,
+            Caller::Business { .. } => Kind::Business,
+        }
+    }
+
+    /// The user or account the token acts for, if any.
+    pub(crate) fn open_id(&self) -> Option<&str> {
+        match self {
+            Caller::User { open_id, .. } | Caller::Business { open_id, .. } => Some(open_id),
+            _ => None,
+        }
+    }
 }
 
 /// What the mock thinks of the token an API call carried.
@@ -69,6 +116,8 @@ pub(crate) enum AuthOutcome {
     Expired,
     /// A missing, unknown, rotated-out or revoked token.
     Invalid,
+    /// A valid token of a kind this API does not take (a client token on a user API).
+    WrongKind(Kind),
 }
 
 /// An issued token and its deadline on the mock's clock.
@@ -125,6 +174,8 @@ struct Inner {
 pub(crate) struct State {
     pub(crate) config: Config,
     inner: Mutex<Inner>,
+    /// Mini-app and mini-game app tokens, business tokens and login codes.
+    pub(crate) apps: Apps,
 }
 
 /// Which counter a token endpoint call bumps.
@@ -159,6 +210,7 @@ impl State {
                 recent_client_calls: VecDeque::new(),
                 counters: Counters::default(),
             }),
+            apps: Apps::default(),
         }
     }
 
@@ -171,6 +223,24 @@ impl State {
     /// The mock's "now": tokio's clock (pausable) plus the knob's offset.
     fn now(inner: &Inner) -> Instant {
         Instant::now() + inner.clock_offset
+    }
+
+    /// The mock's "now", for the other parts of the mock.
+    pub(crate) fn clock(&self) -> Instant {
+        Self::now(&self.lock())
+    }
+
+    /// Runs `f` on the counters.
+    pub(crate) fn count(&self, f: impl FnOnce(&mut Counters)) {
+        f(&mut self.lock().counters);
+    }
+
+    /// Whether `open_id` authorised the app for `scope` (a live authorisation holds it).
+    pub(crate) fn user_has_scope(&self, open_id: &str, scope: &str) -> bool {
+        self.lock()
+            .grants
+            .iter()
+            .any(|g| g.open_id == open_id && g.scopes.iter().any(|s| s == scope))
     }
 
     // ----- knobs -----
@@ -297,6 +367,7 @@ impl State {
         let mut inner = self.lock();
         let now = Self::now(&inner);
         let inner = &mut *inner;
+        self.apps.expire_all(now);
         for t in inner.client_tokens.iter_mut() {
             t.expires_at = t.expires_at.min(now);
         }
@@ -313,7 +384,7 @@ impl State {
         let mut inner = self.lock();
         let now = Self::now(&inner);
         let inner = &mut *inner;
-        let mut found = false;
+        let mut found = self.apps.expire_token(token, now);
         let issued = inner
             .client_tokens
             .iter_mut()
@@ -340,6 +411,7 @@ impl State {
     /// Revokes a token: a client token is forgotten; a user's access or refresh token kills
     /// the whole authorisation it belongs to; a code is forgotten.
     pub(crate) fn revoke_token(&self, token: &str) -> bool {
+        let revoked_app_token = self.apps.revoke_token(token);
         let mut inner = self.lock();
         let before = inner.client_tokens.len()
             + usize::from(inner.stable.is_some())
@@ -357,7 +429,7 @@ impl State {
             + usize::from(inner.stable.is_some())
             + inner.grants.len()
             + inner.codes.len();
-        after < before
+        after < before || revoked_app_token
     }
 
     /// Revokes every authorisation of `open_id`; returns how many there were.
@@ -371,20 +443,32 @@ impl State {
 
     // ----- protected APIs -----
 
-    /// Checks an API call's token and counts the call.
-    pub(crate) fn check_api_token(&self, token: Option<&str>) -> AuthOutcome {
+    /// Checks an API call's token against the kinds the API takes, and counts the call.
+    pub(crate) fn check_api_token(&self, token: Option<&str>, takes: &[Kind]) -> AuthOutcome {
         let mut inner = self.lock();
         let now = Self::now(&inner);
-        let outcome = match token {
+        let mut outcome = match token {
             None | Some("") => AuthOutcome::Invalid,
-            Some(token) => Self::lookup(&inner, now, token),
+            Some(token) => match Self::lookup(&inner, now, token) {
+                AuthOutcome::Invalid => self.apps.lookup(token, now),
+                found => found,
+            },
         };
+        if let AuthOutcome::Valid(caller) = &outcome {
+            if !takes.contains(&caller.kind()) {
+                outcome = AuthOutcome::WrongKind(caller.kind());
+            }
+        }
         let c = &mut inner.counters;
         c.api_calls += 1;
         match outcome {
             AuthOutcome::Valid(_) => {}
             AuthOutcome::Expired => c.api_expired += 1,
             AuthOutcome::Invalid => c.api_invalid += 1,
+            AuthOutcome::WrongKind(_) => {
+                c.api_invalid += 1;
+                c.api_wrong_kind += 1;
+            }
         }
         outcome
     }
@@ -417,6 +501,14 @@ impl State {
     }
 
     // ----- token endpoints -----
+
+    /// `client_key` and `client_secret` of the request, as the mock's.
+    pub(crate) fn check_app_credentials(
+        &self,
+        params: &HashMap<String, String>,
+    ) -> Result<(), TokenError> {
+        self.check_credentials(params)
+    }
 
     fn check_client_key(&self, params: &HashMap<String, String>) -> Result<(), TokenError> {
         match params.get("client_key").map(String::as_str) {

@@ -36,8 +36,26 @@ pub struct Counters {
     pub api_calls: u64,
     /// Protected-API calls rejected because the token had expired.
     pub api_expired: u64,
-    /// Protected-API calls rejected because the token was missing, unknown or revoked.
+    /// Protected-API calls rejected because the token was missing, unknown or revoked, or
+    /// sat where this API does not read it, or was of a kind this API does not take.
     pub api_invalid: u64,
+    /// Of [`api_invalid`](Self::api_invalid): a valid token of a kind the API does not take
+    /// (a client token on a user API).
+    pub api_wrong_kind: u64,
+    /// Calls to the mini-app `/api/apps/v2/token`.
+    pub mini_app_token_calls: u64,
+    /// Calls to the mini-game `/mgplatform/api/apps/v2/token`.
+    pub mini_game_token_calls: u64,
+    /// Calls to the mini-game `/mgplatform/api/apps/stable_token`.
+    pub mini_game_stable_token_calls: u64,
+    /// Of those, the calls with `force_refresh: true` that made a new token.
+    pub mini_game_force_refreshes: u64,
+    /// Calls to `/oauth/business_token/`.
+    pub business_token_calls: u64,
+    /// Calls to `/oauth/refresh_biz_token/`.
+    pub biz_refresh_calls: u64,
+    /// Calls to either `jscode2session`.
+    pub code2session_calls: u64,
 }
 
 impl Counters {

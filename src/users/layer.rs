@@ -83,6 +83,7 @@ impl UserTokenLayer {
             }),
             max_users: DEFAULT_MAX_USERS,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            open_id_param: None,
         }
     }
 
@@ -131,6 +132,7 @@ pub struct UserTokenLayerBuilder<C = DouyinExpiry> {
     factory: Factory,
     max_users: usize,
     idle_timeout: Duration,
+    open_id_param: Option<std::borrow::Cow<'static, str>>,
 }
 
 impl<C> fmt::Debug for UserTokenLayerBuilder<C> {
@@ -147,6 +149,28 @@ impl<C> UserTokenLayerBuilder<C> {
     /// The most user slots held at once (default [`DEFAULT_MAX_USERS`]; at least 1).
     pub fn max_users(mut self, max: usize) -> Self {
         self.max_users = max.max(1);
+        self
+    }
+
+    /// Also puts each request's user in the query parameter `name` (Douyin's user APIs read
+    /// `open_id`), replacing any `name` the request had: the token and the `open_id` always
+    /// belong to the same user, so a caller cannot send one user's token with another's
+    /// `open_id`. Off by default.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use douyin_auth::users::UserTokenLayer;
+    /// use douyin_auth::Token;
+    ///
+    /// let layer = UserTokenLayer::builder(|open_id: &str| {
+    ///     douyin_auth::StaticToken::from(Token::new(format!("act.{open_id}"), Duration::from_secs(3600)))
+    /// })
+    /// .open_id_query("open_id")
+    /// .build();
+    /// # drop(layer);
+    /// ```
+    pub fn open_id_query(mut self, name: impl Into<std::borrow::Cow<'static, str>>) -> Self {
+        self.open_id_param = Some(name.into());
         self
     }
 
@@ -182,6 +206,7 @@ impl<C> UserTokenLayerBuilder<C> {
             factory: self.factory,
             max_users: self.max_users,
             idle_timeout: self.idle_timeout,
+            open_id_param: self.open_id_param,
         }
     }
 
@@ -197,6 +222,7 @@ impl<C> UserTokenLayerBuilder<C> {
                 format,
                 max_users: self.max_users,
                 idle_timeout: self.idle_timeout,
+                open_id_param: self.open_id_param,
             }),
         }
     }

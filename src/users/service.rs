@@ -65,11 +65,27 @@ where
             .map_err(|e| Error::Service(e.into()))
     }
 
-    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let inner = match req.extensions().get::<OpenId>() {
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let open_id = req.extensions().get::<OpenId>().map(|id| id.0.clone());
+        let inner = match open_id {
             Some(id) => {
-                let cache = self.slots.cache_for(&id.0);
-                ResponseFuture::start(&mut self.inner, &self.shared, Lookup::User(cache), req)
+                let placed = match &self.slots.open_id_param {
+                    Some(param) => crate::auth::placement::set_query_param(req.uri(), param, &id)
+                        .map(|uri| *req.uri_mut() = uri),
+                    None => Ok(()),
+                };
+                match placed {
+                    Ok(()) => {
+                        let cache = self.slots.cache_for(&id);
+                        ResponseFuture::start(
+                            &mut self.inner,
+                            &self.shared,
+                            Lookup::User(cache),
+                            req,
+                        )
+                    }
+                    Err(e) => ResponseFuture::failed(&self.shared, e),
+                }
             }
             None => ResponseFuture::failed(&self.shared, Error::MissingOpenId),
         };

@@ -40,6 +40,8 @@ pub(crate) struct Slots {
     pub(crate) format: HeaderFormat,
     pub(crate) max_users: usize,
     pub(crate) idle_timeout: Duration,
+    /// The query parameter the request's `open_id` goes in, if the APIs want it there.
+    pub(crate) open_id_param: Option<std::borrow::Cow<'static, str>>,
 }
 
 impl Slots {
