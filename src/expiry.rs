@@ -206,6 +206,20 @@ impl DouyinExpiry {
     /// `extra.error_code`, `err_no`, `errcode`, `error_code`, `errno`, `error`,
     /// `err.err_code`, then `extra.sub_error_code`.
     pub fn body_rejection(&self, body: &[u8]) -> Option<Rejection> {
+        // Most answers carry only zero codes, or none: a scan for the code keys settles them
+        // without a parse. Only a non-zero expiry code at a code key is confirmed by the
+        // structured reader, which alone decides (a code inside a string, a nested list or
+        // any other place it does not read never fires).
+        if !scan::may_reject(body, &self.codes, &self.sub_codes) {
+            return None;
+        }
+        self.parsed_rejection(body)
+    }
+
+    /// [`body_rejection`](Self::body_rejection) without the scan: the structured reader alone.
+    /// The scan must agree with it on every input (property tests and a fuzz target check).
+    #[doc(hidden)]
+    pub fn parsed_rejection(&self, body: &[u8]) -> Option<Rejection> {
         let codes = peek_codes(body)?;
         let family = self.family;
         let kind = |c: i64| {
@@ -225,6 +239,105 @@ impl DouyinExpiry {
                 .filter(|&c| c != 0 && self.sub_codes.contains(&c))
                 .map(|_| Rejection::Expired)
         })
+    }
+}
+
+/// The scan that settles most answers without a parse.
+mod scan {
+    use memchr::memmem;
+
+    /// The keys the structured reader takes a code from, wherever they stand.
+    const CODE_KEYS: [&[u8]; 7] = [
+        b"\"error_code\"",
+        b"\"sub_error_code\"",
+        b"\"err_no\"",
+        b"\"errcode\"",
+        b"\"errno\"",
+        b"\"error\"",
+        b"\"err_code\"",
+    ];
+
+    /// Whether `body` may carry one of `codes` (or `sub_codes`) at a code key: false only
+    /// when every code key in it is followed by no code, zero, or a code outside both lists,
+    /// and no key can hide behind an escape (`\u0065rror_code`). Never panics.
+    pub(super) fn may_reject(body: &[u8], codes: &[i64], sub_codes: &[i64]) -> bool {
+        if memmem::find(body, b"\\u").is_some() {
+            return true;
+        }
+        // Every code key contains "err": one pass finds them all.
+        let finder = memmem::Finder::new(b"err");
+        for at in finder.find_iter(body) {
+            for key in CODE_KEYS {
+                let offset = if key.starts_with(b"\"sub_") { 5 } else { 1 };
+                let Some(start) = at.checked_sub(offset) else {
+                    continue;
+                };
+                if !body[start..].starts_with(key) {
+                    continue;
+                }
+                let value = value_after_colon(&body[start + key.len()..]);
+                if let Some(code) = value.and_then(code_of) {
+                    if code == UNSURE || codes.contains(&code) || sub_codes.contains(&code) {
+                        return true;
+                    }
+                }
+            }
+        }
+        false
+    }
+
+    /// See [`code_of`].
+    const UNSURE: i64 = i64::MIN;
+
+    fn skip_ws(b: &[u8]) -> &[u8] {
+        let n = b
+            .iter()
+            .take_while(|c| matches!(c, b' ' | b'\t' | b'\n' | b'\r'))
+            .count();
+        &b[n..]
+    }
+
+    /// The value after `:` when the key is a key (followed by a colon), else `None`.
+    fn value_after_colon(rest: &[u8]) -> Option<&[u8]> {
+        let rest = skip_ws(rest);
+        let rest = rest.strip_prefix(b":")?;
+        Some(skip_ws(rest))
+    }
+
+    /// The code a value holds, as the structured reader reads it: a number (an integer, or a
+    /// float with no fraction), or a string holding an integer; anything else holds none.
+    /// A value the scan does not settle itself (a string with an escape, a number it cannot
+    /// read) is [`UNSURE`], so that the structured reader settles it.
+    fn code_of(value: &[u8]) -> Option<i64> {
+        if let Some(rest) = value.strip_prefix(b"\"") {
+            let end = memchr::memchr2(b'"', b'\\', rest)?;
+            if rest[end] == b'\\' {
+                return Some(UNSURE);
+            }
+            let text = std::str::from_utf8(&rest[..end]).ok()?;
+            return text.trim().parse().ok();
+        }
+        let len = value
+            .iter()
+            .take_while(|c| matches!(c, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
+            .count();
+        let text = std::str::from_utf8(&value[..len]).ok()?;
+        if text.is_empty() {
+            return None;
+        }
+        if let Ok(n) = text.parse::<i64>() {
+            return Some(n);
+        }
+        match text.parse::<f64>() {
+            Ok(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => {
+                #[allow(clippy::cast_possible_truncation)]
+                Some(f as i64)
+            }
+            // Too large or fractional: the structured reader reads no code either, but let it
+            // settle anything unusual.
+            Ok(_) => None,
+            Err(_) => Some(UNSURE),
+        }
     }
 }
 

@@ -220,6 +220,49 @@ proptest! {
     }
 }
 
+/// Pieces of Douyin-like JSON, to glue into bodies that are valid, nearly valid or not at all:
+/// code keys in and out of place, inside strings, escaped, with zero, expiry and odd codes.
+fn adversarial_body() -> impl Strategy<Value = Vec<u8>> {
+    let pieces = prop::sample::select(vec![
+        "{", "}", "[", "]", ",", ":", " ", "\n", "\"", "\\", "\\u0065", "\\\"", "\"data\"",
+        "\"extra\"", "\"err\"", "\"error_code\"", "\"sub_error_code\"", "\"err_no\"",
+        "\"errcode\"", "\"errno\"", "\"error\"", "\"err_code\"", "\"\\u0065rror_code\"",
+        "0", "-0", "2190008", "\"2190008\"", "\" 2190002 \"", "2190008.0", "2.190008e6",
+        "40004", "11002", "1e400", "99999999999999999999", "null", "true", "\"x\"", "{}", "[]",
+        "{\"data\":{\"error_code\":", "{\"err_no\":", "{\"extra\":{\"sub_error_code\":",
+    ]);
+    prop::collection::vec(pieces, 0..40).prop_map(|v| v.concat().into_bytes())
+}
+
+proptest! {
+    #![proptest_config(config(CASES_JSON))]
+
+    /// The scan that settles most answers without a parse agrees with the structured reader
+    /// on every input: Douyin-shaped JSON (with a key escaped or not), glued fragments, and
+    /// fragments spliced into valid bodies.
+    #[test]
+    fn the_scan_agrees_with_the_structured_reader(
+        v in douyin_body(),
+        escape in any::<bool>(),
+        frag in adversarial_body(),
+        at in any::<prop::sample::Index>(),
+    ) {
+        let c = DouyinExpiry::default();
+        let mut bytes = serde_json::to_vec(&v).unwrap();
+        if escape {
+            let text = String::from_utf8(bytes.clone()).unwrap();
+            bytes = text.replacen("\"error_code\"", "\"\\u0065rror_code\"", 1).into_bytes();
+        }
+        prop_assert_eq!(c.body_rejection(&bytes), c.parsed_rejection(&bytes));
+        prop_assert_eq!(c.body_rejection(&frag), c.parsed_rejection(&frag), "{}", String::from_utf8_lossy(&frag));
+        let i = at.index(bytes.len() + 1);
+        let mut spliced = bytes[..i].to_vec();
+        spliced.extend_from_slice(&frag);
+        spliced.extend_from_slice(&bytes[i..]);
+        prop_assert_eq!(c.body_rejection(&spliced), c.parsed_rejection(&spliced));
+    }
+}
+
 fn oracle_is_json(value: &[u8]) -> bool {
     let Ok(s) = std::str::from_utf8(value) else {
         return false;
