@@ -651,6 +651,28 @@ mod tests {
         h
     }
 
+    /// The scan settles answers without a parse: zero codes, no codes and codes that are not
+    /// expiry codes are "no"; an expiry code at any code key, an escaped key, or a value it
+    /// cannot read goes to the structured reader.
+    #[test]
+    fn the_scan_settles_ordinary_answers_without_a_parse() {
+        let c = DouyinExpiry::default();
+        let may = |b: &str| scan::may_reject(b.as_bytes(), &c.codes, &c.sub_codes);
+        assert!(!may(r#"{"data":{"error_code":0,"description":"","list":[1,2]},"extra":{"error_code":0,"sub_error_code":0,"logid":"x"}}"#));
+        assert!(!may(r#"{"err_no":0,"err_tips":"success","data":{"access_token":"x"}}"#));
+        assert!(!may(r#"{"data":{"items":[]}}"#));
+        assert!(!may(r#"{"data":{"error_code":2190004,"description":"no scope"}}"#));
+        assert!(!may(r#"{"data":{"error_code": "0" , "x":"error_code"}}"#));
+        assert!(!may(r#"{"data":{"error":{"code":5}}}"#));
+        assert!(may(r#"{"data":{"error_code":2190008}}"#));
+        assert!(may(r#"{"data":{"error_code" : "2190002"}}"#));
+        assert!(may(r#"{"extra":{"sub_error_code":11002}}"#));
+        assert!(may(r#"{"errcode":40004,"errmsg":"x"}"#));
+        assert!(may(r#"{"err_no":2.190008e6}"#));
+        assert!(may(r#"{"data":{"\u0065rror_code":2190008}}"#));
+        assert!(may(r#"{"data":{"error_code":"21900\u00308"}}"#));
+    }
+
     #[test]
     fn every_shape_and_code() {
         let c = DouyinExpiry::default();
