@@ -70,6 +70,42 @@ fn text_answer() -> Res {
 }
 
 static JSON_1K: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();
+static JSON_32K: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();
+
+/// A Douyin list answer of about 32 KiB (a video or comment list: `data.list` of objects,
+/// `data.error_code: 0`, `extra` after `data`).
+fn douyin_json_32k() -> Bytes {
+    let mut items = Vec::new();
+    let mut i = 0;
+    loop {
+        items.push(format!(
+            r#"{{"item_id":"@9VxS1{i:05}XnEkHb1q2Z","title":"第{i}个视频 a video title","create_time":{},"statistics":{{"digg_count":{},"comment_count":{},"share_count":{},"play_count":{}}},"cover":"https://p3-sign.douyinpic.com/obj/tos-cn-p-0015/{i:08}"}}"#,
+            1_717_000_000 + i,
+            i * 31,
+            i * 7,
+            i * 3,
+            i * 1009
+        ));
+        let body = format!(
+            r#"{{"data":{{"cursor":{i},"has_more":true,"list":[{}],"error_code":0,"description":""}},"extra":{{"error_code":0,"description":"","sub_error_code":0,"sub_description":"","logid":"202405311234560102030405060708","now":1717140000000}}}}"#,
+            items.join(",")
+        );
+        if body.len() >= 32 * 1024 {
+            serde_json::from_str::<serde_json::Value>(&body).expect("valid JSON");
+            return Bytes::from(body);
+        }
+        i += 1;
+    }
+}
+
+fn json_answer_32k() -> Res {
+    let mut res = Response::new(Full::new(JSON_32K.get_or_init(douyin_json_32k).clone()));
+    res.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    res
+}
 
 fn json_answer() -> Res {
     let mut res = Response::new(Full::new(JSON_1K.get_or_init(douyin_json_1k).clone()));
@@ -196,12 +232,33 @@ fn json_answer_peek(c: &mut Criterion) {
     });
     g.finish();
 
+    let mut g = c.benchmark_group("json_answer_32k");
+    let mut base = baseline(inner(json_answer_32k));
+    let mut auth = ours(inner(json_answer_32k), true);
+    bench_one(&mut g, "set_request_header", &mut base, bare);
+    bench_one(&mut g, "douyin_auth", &mut auth, bare);
+    g.finish();
+
+    let body = JSON_32K.get_or_init(douyin_json_32k).clone();
+    let classifier = DouyinExpiry::default();
+    let mut g = c.benchmark_group("classify_32k");
+    g.bench_function("douyin_expiry_scan", |b| {
+        b.iter(|| classifier.body_rejection(black_box(&body)))
+    });
+    g.bench_function("douyin_expiry_parse", |b| {
+        b.iter(|| classifier.parsed_rejection(black_box(&body)))
+    });
+    g.finish();
+
     // The classifier alone against parsing the same body.
     let body = JSON_1K.get_or_init(douyin_json_1k).clone();
     let classifier = DouyinExpiry::default();
     let mut g = c.benchmark_group("classify_1k");
     g.bench_function("douyin_expiry_peek", |b| {
         b.iter(|| classifier.body_means_expired(black_box(&body)))
+    });
+    g.bench_function("douyin_expiry_parse", |b| {
+        b.iter(|| classifier.parsed_rejection(black_box(&body)))
     });
     g.bench_function("serde_json_value", |b| {
         b.iter(|| serde_json::from_slice::<serde_json::Value>(black_box(&body)).expect("json"))

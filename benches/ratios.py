@@ -56,6 +56,16 @@ if None not in (a, b, v):
           f"| {fmt_ns(v - b)} | **{(a - b) / (v - b):.2f}x** | differences to the baseline |")
 row("classifier alone / serde_json::Value parse (1 KiB)", "classify_1k", "douyin_expiry_peek",
     "serde_json_value")
+row("classifier alone: scan / structured parse (1 KiB)", "classify_1k", "douyin_expiry_peek",
+    "douyin_expiry_parse")
+row("32 KiB JSON answer: DouyinAuth (peek) / SetRequestHeader", "json_answer_32k", "douyin_auth",
+    "set_request_header")
+row("classifier alone: scan / structured parse (32 KiB)", "classify_32k", "douyin_expiry_scan",
+    "douyin_expiry_parse")
+a, b = median("json_answer_32k", "douyin_auth"), median("json_answer_32k", "set_request_header")
+if None not in (a, b):
+    print(f"| 32 KiB JSON answer: the layer's own cost per KiB | {fmt_ns((a - b) / 32)} | | | "
+          f"(ours - baseline) / 32 |")
 row("clock read: tokio's Instant::now (test-util on) / std's", "parts", "tokio_instant_now",
     "std_instant_now", "the cache's freshness check reads it once per request")
 g = "parts"
