@@ -246,6 +246,10 @@ impl DouyinExpiry {
 mod scan {
     use memchr::memmem;
 
+    /// The needle every code key contains, built once.
+    static ERR: std::sync::LazyLock<memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memmem::Finder::new(b"err"));
+
     /// The keys the structured reader takes a code from, wherever they stand.
     const CODE_KEYS: [&[u8]; 7] = [
         b"\"error_code\"",
@@ -261,12 +265,11 @@ mod scan {
     /// when every code key in it is followed by no code, zero, or a code outside both lists,
     /// and no key can hide behind an escape (`\u0065rror_code`). Never panics.
     pub(super) fn may_reject(body: &[u8], codes: &[i64], sub_codes: &[i64]) -> bool {
-        if memmem::find(body, b"\\u").is_some() {
+        if memchr::memchr_iter(b'\\', body).any(|i| body.get(i + 1) == Some(&b'u')) {
             return true;
         }
         // Every code key contains "err": one pass finds them all.
-        let finder = memmem::Finder::new(b"err");
-        for at in finder.find_iter(body) {
+        for at in ERR.find_iter(body) {
             for key in CODE_KEYS {
                 let offset = if key.starts_with(b"\"sub_") { 5 } else { 1 };
                 let Some(start) = at.checked_sub(offset) else {
