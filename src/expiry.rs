@@ -332,7 +332,8 @@ mod scan {
             return Some(n);
         }
         match text.parse::<f64>() {
-            Ok(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => {
+            Ok(f) if f.fract() == 0.0 && f.abs() < 9.0e15 =>
+            {
                 #[allow(clippy::cast_possible_truncation)]
                 Some(f as i64)
             }
@@ -661,10 +662,16 @@ mod tests {
     fn the_scan_settles_ordinary_answers_without_a_parse() {
         let c = DouyinExpiry::default();
         let may = |b: &str| scan::may_reject(b.as_bytes(), &c.codes, &c.sub_codes);
-        assert!(!may(r#"{"data":{"error_code":0,"description":"","list":[1,2]},"extra":{"error_code":0,"sub_error_code":0,"logid":"x"}}"#));
-        assert!(!may(r#"{"err_no":0,"err_tips":"success","data":{"access_token":"x"}}"#));
+        assert!(!may(
+            r#"{"data":{"error_code":0,"description":"","list":[1,2]},"extra":{"error_code":0,"sub_error_code":0,"logid":"x"}}"#
+        ));
+        assert!(!may(
+            r#"{"err_no":0,"err_tips":"success","data":{"access_token":"x"}}"#
+        ));
         assert!(!may(r#"{"data":{"items":[]}}"#));
-        assert!(!may(r#"{"data":{"error_code":2190004,"description":"no scope"}}"#));
+        assert!(!may(
+            r#"{"data":{"error_code":2190004,"description":"no scope"}}"#
+        ));
         assert!(!may(r#"{"data":{"error_code": "0" , "x":"error_code"}}"#));
         assert!(!may(r#"{"data":{"error":{"code":5}}}"#));
         assert!(may(r#"{"data":{"error_code":2190008}}"#));
