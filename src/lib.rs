@@ -64,6 +64,10 @@
 //! | `axum` | no | [`ReplayBody`] for `axum::body::Body` (axum 0.8), so the layer stacks on a hyper-util `Client<_, axum::body::Body>`; [`login::DouyinLogin`], the drop-in "log in with Douyin" router |
 //! | `tonic` | no | [`ReplayBody`] for `tonic::body::Body` (tonic 0.14), so the layer stacks on a tonic `Channel` |
 //! | `reqwest-middleware` | no | `DouyinAuthMiddleware`, the same cache and classifier as a `reqwest_middleware::Middleware` (reqwest-middleware 0.5, reqwest 0.13) |
+//! | `redis` | no | [`store::RedisStore`]: one client token and each user's tokens shared by a fleet, on one Redis server or a Redis Cluster (redis 1.x, a Redis 6+ server) |
+//! | `postgres` | no | [`store::PostgresStore`]: tokens and leases in a PostgreSQL table (sqlx 0.8, postgres + tokio only) |
+//! | `test-util` | no | [`store::testing`]: the conformance kit that runs the whole `TokenStore` contract against your store |
+//! | `webhook` | no | [`webhook::VerifyWebhookLayer`], [`webhook::VerifySpiLayer`]: Douyin's calls into the app, verified |
 //!
 //! Supported versions: hyper 1 with hyper-util 0.1, tower 0.5, axum 0.8 (axum-core 0.5),
 //! tonic 0.14, reqwest-middleware 0.5 with reqwest 0.13. The minimum Rust version is 1.85.
@@ -272,4 +276,3 @@ pub use token::Token;
 #[cfg(feature = "webhook")]
 #[cfg_attr(docsrs, doc(cfg(feature = "webhook")))]
 pub use webhook::{VerifySpiLayer, VerifyWebhookLayer};
-
