@@ -122,7 +122,8 @@
 //! # fn main() {}
 //! ```
 //!
-//! A real client calls `https://` URLs, so build it over an HTTPS connector (hyper-rustls).
+//! A real client calls `https://` URLs: build it over an HTTPS connector, or use the built-in
+//! one, `douyin::HttpsClient::<axum::body::Body>::with_body()` (feature `https`).
 //! "Log in with Douyin" is [`login::DouyinLogin`] (feature `axum`): a router with `GET /login`
 //! and `GET /callback` that handles the CSRF state in a signed cookie, the code exchange and the
 //! user's tokens, then hands over to the app's `on_login` hook. `examples/axum_login.rs` is a
@@ -179,6 +180,37 @@
 //!     .send()
 //!     .await?;
 //! # drop(answer); Ok(()) }
+//! # fn main() {}
+//! ```
+//!
+//! # Production builds
+//!
+//! The mock server is a default feature so the examples run without flags. Leave it out of what
+//! you deploy (`default-features = false`), keep it for the tests, and give each environment
+//! its own Redis key prefix so staging never adopts production's tokens:
+//!
+//! ```toml
+//! [dependencies]
+//! douyin-auth = { version = "0.1", default-features = false, features = ["https", "redis"] }
+//!
+//! [dev-dependencies]
+//! douyin-auth = { version = "0.1", features = ["mock"] }
+//! ```
+//!
+//! ```no_run
+//! # #[cfg(all(feature = "redis", feature = "https"))]
+//! # async fn demo() -> Result<(), douyin_auth::BoxError> {
+//! use douyin_auth::douyin::OAuthClient;
+//! use douyin_auth::store::{RedisConfig, RedisStore};
+//! use douyin_auth::users::StoredUsers;
+//!
+//! let env = std::env::var("APP_ENV")?; // "prod", "staging", …
+//! let config = RedisConfig::new("redis://127.0.0.1:6379").key_prefix(format!("my-app:{env}:douyin:"));
+//! let store = RedisStore::open(config).await?;
+//! // The app's key, secret, HTTP client and base URL, given once.
+//! let oauth = OAuthClient::new("your_client_key", "your_client_secret");
+//! let users = StoredUsers::from_oauth(&oauth, store);
+//! # drop(users); Ok(()) }
 //! # fn main() {}
 //! ```
 //!
