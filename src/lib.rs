@@ -244,7 +244,7 @@
 //!
 //! | what | kind, level | message / name | fields |
 //! | --- | --- | --- | --- |
-//! | a refresh runs | span, INFO | `token_refresh` (a root span, `follows_from` the request that started it) | `source`: the token source's type name |
+//! | a refresh runs | span, INFO | `token_refresh` (a root span, `follows_from` the request that started it) | `source`: the token source's type, without its module path and generic parameters (`ClientCredentials`, `SharedSource`) |
 //! | refresh start | event, DEBUG | `token refresh started` | `source` |
 //! | refresh success | event, INFO | `token refresh finished` | `outcome = "ok"`, `generation`, `duration_ms`, `expires_in_s` |
 //! | refresh failure | event, WARN | `token refresh failed` | `outcome = "error"`, `duration_ms`, `error` (this crate's message), `cause` (the token source's error, if it failed) |

@@ -368,7 +368,7 @@ where
                         Ok(res) => res,
                         Err(e) => {
                             this.state.set(State::Done);
-                            return Poll::Ready(Err(Error::Service(e.into())));
+                            return Poll::Ready(Err(Error::service(e)));
                         }
                     };
                     match this
@@ -470,7 +470,7 @@ where
                     };
                     if let Err(e) = ready!(inner.poll_ready(cx)) {
                         this.state.set(State::Done);
-                        return Poll::Ready(Err(Error::Service(e.into())));
+                        return Poll::Ready(Err(Error::service(e)));
                     }
                     let Some(replay) = this.replay.take() else {
                         this.state.set(State::Done);
@@ -497,7 +497,7 @@ where
                     this.state.set(State::Done);
                     return Poll::Ready(match res {
                         Ok(res) => Ok(res.map(ResponseBody::passthrough)),
-                        Err(e) => Err(Error::Service(e.into())),
+                        Err(e) => Err(Error::service(e)),
                     });
                 }
             };

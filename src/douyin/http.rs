@@ -126,7 +126,10 @@ pub(crate) async fn post_token<C: HttpClient>(
         .map_err(|_| Error::Protocol(format!("the base URL {base_url:?} is not a valid URL")))?;
     check_secure(request.uri())?;
 
-    let response = client.send(request).await.map_err(Error::Service)?;
+    let response = client
+        .send(request)
+        .await
+        .map_err(|e| Error::token_endpoint(path, e))?;
     let status = response.status();
     let bytes = read_limited(response.into_body(), MAX_RESPONSE_BYTES).await?;
     if !status.is_success() {
