@@ -6,7 +6,6 @@
 mod support;
 
 use std::error::Error as _;
-use std::time::Duration;
 
 use bytes::Bytes;
 use douyin_auth::douyin::ClientCredentials;
