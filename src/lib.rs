@@ -68,6 +68,7 @@
 //! | `postgres` | no | [`store::PostgresStore`]: tokens and leases in a PostgreSQL table (sqlx 0.8, postgres + tokio only) |
 //! | `test-util` | no | [`store::testing`]: the conformance kit that runs the whole `TokenStore` contract against your store |
 //! | `webhook` | no | [`webhook::VerifyWebhookLayer`], [`webhook::VerifySpiLayer`]: Douyin's calls into the app, verified |
+//! | `cli` | no | the `douyin` command (`cargo install douyin-auth --features cli`): `douyin api` calls any endpoint with the token handled (N times, C at a time, or following its pages), `douyin token` shows the token's kind and lifetime, `douyin mock` serves the mock standalone; turns on `https` and `mock` |
 //!
 //! Supported versions: hyper 1 with hyper-util 0.1, tower 0.5, axum 0.8 (axum-core 0.5),
 //! tonic 0.14, reqwest-middleware 0.5 with reqwest 0.13. The minimum Rust version is 1.85.
