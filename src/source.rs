@@ -164,6 +164,8 @@ pub(crate) trait DynTokenSource: Send + Sync + 'static {
         rejected: &'a Token,
     ) -> BoxFuture<'a, Result<Token, BoxError>>;
     fn type_name(&self) -> &'static str;
+    /// The full type name, with its path and generic parameters (for the metrics' `family`).
+    fn full_type_name(&self) -> &'static str;
 }
 
 impl<T: TokenSource> DynTokenSource for T {
@@ -180,6 +182,10 @@ impl<T: TokenSource> DynTokenSource for T {
 
     fn type_name(&self) -> &'static str {
         short_type_name(std::any::type_name::<T>())
+    }
+
+    fn full_type_name(&self) -> &'static str {
+        std::any::type_name::<T>()
     }
 }
 

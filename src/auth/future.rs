@@ -63,7 +63,7 @@ where
         };
         let Some(mut ready) = ready else {
             let state = State::WaitToken {
-                wait: Box::pin(Arc::clone(c).wait()),
+                wait: Box::pin(crate::metrics::waited_for_token(Arc::clone(c).wait())),
                 request: Some(Box::new(req)),
             };
             return Self::with_state(Some(take_ready(this_inner)), shared, cache, state);
@@ -355,7 +355,9 @@ where
                             let Some(ready) = cache.lookup() else {
                                 *this.replay = None;
                                 break State::WaitToken {
-                                    wait: Box::pin(Arc::clone(cache).wait()),
+                                    wait: Box::pin(crate::metrics::waited_for_token(
+                                        Arc::clone(cache).wait(),
+                                    )),
                                     request: Some(Box::new(req)),
                                 };
                             };
@@ -488,6 +490,7 @@ where
                         generation = ready.generation,
                         "retry sent"
                     );
+                    crate::metrics::retry_sent();
                     State::Retry {
                         fut: inner.call(req),
                     }
@@ -572,6 +575,7 @@ fn on_rejected<F, ReqBody, ResBody>(
     replay: &Option<Replay>,
     first: First<ResBody>,
 ) -> Result<State<F, ReqBody, ResBody>, Box<First<ResBody>>> {
+    crate::metrics::expiry_answer();
     let Some(generation) = generation else {
         return Err(Box::new(first));
     };
