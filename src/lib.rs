@@ -68,7 +68,7 @@
 //! | `postgres` | no | [`store::PostgresStore`]: tokens and leases in a PostgreSQL table (sqlx 0.8, postgres + tokio only) |
 //! | `test-util` | no | [`store::testing`]: the conformance kit that runs the whole `TokenStore` contract against your store |
 //! | `webhook` | no | [`webhook::VerifyWebhookLayer`], [`webhook::VerifySpiLayer`]: Douyin's calls into the app, verified |
-//! | `metrics` | no | counters, histograms and a gauge of the refreshes, waits, retries, back-offs, store errors and webhook rejections through the `metrics` facade (0.24): names and labels in [`metrics`](crate::metrics) |
+//! | `metrics` | no | counters, histograms and a gauge of the refreshes, waits, retries, back-offs, store errors and webhook rejections through the `metrics` facade (0.24): names and labels in [`metrics`] |
 //! | `cli` | no | the `douyin` command (`cargo install douyin-auth --features cli`): `douyin api` calls any endpoint with the token handled (N times, C at a time, or following its pages), `douyin token` shows the token's kind and lifetime, `douyin mock` serves the mock standalone; turns on `https` and `mock` |
 //!
 //! Supported versions: hyper 1 with hyper-util 0.1, tower 0.5, axum 0.8 (axum-core 0.5),
@@ -243,7 +243,7 @@
 //! source, with their duration), the token's remaining lifetime, back-offs, stale tokens served,
 //! requests that waited for a token and how long, expiry answers, retries, store errors and
 //! webhook rejections through the `metrics` facade; any exporter works. The stable names and
-//! labels, and a Prometheus example, are in [`metrics`](crate::metrics). No label carries a
+//! labels, and a Prometheus example, are in [`metrics`]. No label carries a
 //! secret or an unbounded value.
 //!
 //! # Tracing
