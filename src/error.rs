@@ -112,12 +112,17 @@ impl std::error::Error for DouyinError {}
 pub enum Error {
     /// The token source failed; the cause is the source's own error. Requests that waited for
     /// the same refresh all get this error.
-    #[error("the token source failed to provide a token")]
+    ///
+    /// It displays as "could not get a token: " and the source's error, e.g. "could not get a
+    /// token: the token endpoint request (/oauth/client_token/) failed: Connection refused".
+    #[error("could not get a token: {0}")]
     TokenSource(#[source] SharedError),
 
     /// The last refresh failed and the cache is backing off before it tries again; no valid
     /// token is cached. The cause is the last failure.
-    #[error("no valid token: the last refresh failed, next attempt in {retry_in:?}")]
+    #[error(
+        "could not get a token (the last refresh failed, next attempt in {retry_in:?}): {last}"
+    )]
     Backoff {
         /// How long until the next refresh attempt is allowed.
         retry_in: Duration,
@@ -150,11 +155,17 @@ pub enum Error {
     },
 
     /// Reading a body failed.
-    #[error("reading the body failed")]
+    #[error("reading the body failed: {}", RootCause(&**.0))]
     Body(#[source] BoxError),
 
-    /// The inner service (the HTTP client) failed.
-    #[error("the inner service failed")]
+    /// An HTTP client failed: the layer's inner service on the API request, or a token
+    /// source's client on its request to a token endpoint.
+    ///
+    /// It displays what failed and the root cause of the client's error ("the API request
+    /// failed: Connection refused (os error 111)"); the whole chain stays in
+    /// [`source`](std::error::Error::source). A layer over another layer passes the inner
+    /// layer's error on as it is instead of wrapping it again.
+    #[error("{}", ServiceFailure(&**.0))]
     Service(#[source] BoxError),
 
     /// A Douyin endpoint answered with an error code.
@@ -237,6 +248,81 @@ impl Error {
             cur = e.source();
         }
         false
+    }
+}
+
+impl Error {
+    /// `Error::Service` for an inner service's error, or that error itself when it is already
+    /// one of this crate's (a layer over another layer), so the layers do not repeat themselves.
+    pub(crate) fn service(error: impl Into<BoxError>) -> Self {
+        match error.into().downcast::<Error>() {
+            Ok(error) => *error,
+            Err(other) => Error::Service(other),
+        }
+    }
+
+    /// `Error::Service` for a token source's HTTP client failing on its request to `path`.
+    pub(crate) fn token_endpoint(path: &'static str, error: BoxError) -> Self {
+        Error::Service(Box::new(TokenEndpoint {
+            path,
+            source: error,
+        }))
+    }
+}
+
+/// The payload of an [`Error::Service`] from a token source: which token endpoint the failed
+/// request went to, and the client's error.
+#[derive(Debug)]
+struct TokenEndpoint {
+    path: &'static str,
+    source: BoxError,
+}
+
+impl fmt::Display for TokenEndpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "the request to the token endpoint {}", self.path)
+    }
+}
+
+impl std::error::Error for TokenEndpoint {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.source)
+    }
+}
+
+/// How deep [`RootCause`] follows a chain of sources.
+const MAX_CHAIN: usize = 32;
+
+/// Displays the last error of a chain of sources (the error itself if it has none).
+struct RootCause<'a>(&'a (dyn std::error::Error + 'static));
+
+impl fmt::Display for RootCause<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut cur = self.0;
+        for _ in 0..MAX_CHAIN {
+            match cur.source() {
+                Some(next) => cur = next,
+                None => break,
+            }
+        }
+        fmt::Display::fmt(cur, f)
+    }
+}
+
+/// Displays an [`Error::Service`]: which request failed, and the root cause.
+struct ServiceFailure<'a>(&'a (dyn std::error::Error + Send + Sync + 'static));
+
+impl fmt::Display for ServiceFailure<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.downcast_ref::<TokenEndpoint>() {
+            Some(endpoint) => write!(
+                f,
+                "the token endpoint request ({}) failed: {}",
+                endpoint.path,
+                RootCause(&*endpoint.source)
+            ),
+            None => write!(f, "the API request failed: {}", RootCause(self.0)),
+        }
     }
 }
 

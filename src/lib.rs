@@ -68,10 +68,12 @@
 //! | `axum` | no | [`ReplayBody`] for `axum::body::Body` (axum 0.8), so the layer stacks on a hyper-util `Client<_, axum::body::Body>`; [`login::DouyinLogin`], the drop-in "log in with Douyin" router |
 //! | `tonic` | no | [`ReplayBody`] for `tonic::body::Body` (tonic 0.14), so the layer stacks on a tonic `Channel` |
 //! | `reqwest-middleware` | no | `DouyinAuthMiddleware`, the same cache and classifier as a `reqwest_middleware::Middleware` (reqwest-middleware 0.5, reqwest 0.13) |
-//! | `redis` | no | `store::RedisStore`: one client token and each user's tokens shared by a fleet through Redis (single node or cluster) |
-//! | `postgres` | no | `store::PostgresStore`: user tokens kept for good in PostgreSQL, leases on the database's clock (sqlx 0.8) |
-//! | `test-util` | no | `store::testing`: the conformance kit that runs the whole `TokenStore` contract against your store |
-//! | `webhook` | no | `webhook::VerifyWebhookLayer`, `webhook::VerifySpiLayer`: Douyin's webhooks and SPI calls, verified before any handler |
+//! | `redis` | no | [`store::RedisStore`]: one client token and each user's tokens shared by a fleet, on one Redis server or a Redis Cluster (redis 1.x, a Redis 6+ server) |
+//! | `postgres` | no | [`store::PostgresStore`]: tokens and leases in a PostgreSQL table (sqlx 0.8, postgres + tokio only) |
+//! | `test-util` | no | [`store::testing`]: the conformance kit that runs the whole `TokenStore` contract against your store |
+//! | `webhook` | no | [`webhook::VerifyWebhookLayer`], [`webhook::VerifySpiLayer`]: Douyin's calls into the app, verified |
+//! | `metrics` | no | counters, histograms and a gauge of the refreshes, waits, retries, back-offs, store errors and webhook rejections through the `metrics` facade (0.24): names and labels in [`metrics`] |
+//! | `cli` | no | the `douyin` command (`cargo install douyin-auth --features cli`): `douyin api` calls any endpoint with the token handled (N times, C at a time, or following its pages), `douyin token` shows the token's kind and lifetime, `douyin mock` serves the mock standalone; turns on `https` and `mock` |
 //!
 //! Supported versions: hyper 1 with hyper-util 0.1, tower 0.5, axum 0.8 (axum-core 0.5),
 //! tonic 0.14, reqwest-middleware 0.5 with reqwest 0.13. The minimum Rust version is 1.85.
@@ -126,7 +128,8 @@
 //! # fn main() {}
 //! ```
 //!
-//! A real client calls `https://` URLs, so build it over an HTTPS connector (hyper-rustls).
+//! A real client calls `https://` URLs: build it over an HTTPS connector, or use the built-in
+//! one, `douyin::HttpsClient::<axum::body::Body>::with_body()` (feature `https`).
 //! "Log in with Douyin" is [`login::DouyinLogin`] (feature `axum`): a router with `GET /login`
 //! and `GET /callback` that handles the CSRF state in a signed cookie, the code exchange and the
 //! user's tokens, then hands over to the app's `on_login` hook. `examples/axum_login.rs` is a
@@ -186,6 +189,37 @@
 //! # fn main() {}
 //! ```
 //!
+//! # Production builds
+//!
+//! The mock server is a default feature so the examples run without flags. Leave it out of what
+//! you deploy (`default-features = false`), keep it for the tests, and give each environment
+//! its own Redis key prefix so staging never adopts production's tokens:
+//!
+//! ```toml
+//! [dependencies]
+//! douyin-auth = { version = "0.1", default-features = false, features = ["https", "redis"] }
+//!
+//! [dev-dependencies]
+//! douyin-auth = { version = "0.1", features = ["mock"] }
+//! ```
+//!
+//! ```no_run
+//! # #[cfg(all(feature = "redis", feature = "https"))]
+//! # async fn demo() -> Result<(), douyin_auth::BoxError> {
+//! use douyin_auth::douyin::OAuthClient;
+//! use douyin_auth::store::{RedisConfig, RedisStore};
+//! use douyin_auth::users::StoredUsers;
+//!
+//! let env = std::env::var("APP_ENV")?; // "prod", "staging", …
+//! let config = RedisConfig::new("redis://127.0.0.1:6379").key_prefix(format!("my-app:{env}:douyin:"));
+//! let store = RedisStore::open(config).await?;
+//! // The app's key, secret, HTTP client and base URL, given once.
+//! let oauth = OAuthClient::new("your_client_key", "your_client_secret");
+//! let users = StoredUsers::from_oauth(&oauth, store);
+//! # drop(users); Ok(()) }
+//! # fn main() {}
+//! ```
+//!
 //! # Retry semantics
 //!
 //! A request is sent at most twice. It is sent again only when
@@ -242,6 +276,15 @@
 //! A background refresh of a still-valid token backs off the same way (up to the cap, 60 s)
 //! while the valid token keeps being sent.
 //!
+//! # Metrics
+//!
+//! With the feature `metrics`, the crate records its refreshes (by outcome, token family and
+//! source, with their duration), the token's remaining lifetime, back-offs, stale tokens served,
+//! requests that waited for a token and how long, expiry answers, retries, store errors and
+//! webhook rejections through the `metrics` facade; any exporter works. The stable names and
+//! labels, and a Prometheus example, are in [`metrics`]. No label carries a
+//! secret or an unbounded value.
+//!
 //! # Tracing
 //!
 //! The crate logs through [`tracing`] with the target `douyin_auth` (filter with
@@ -251,7 +294,7 @@
 //!
 //! | what | kind, level | message / name | fields |
 //! | --- | --- | --- | --- |
-//! | a refresh runs | span, INFO | `token_refresh` (a root span, `follows_from` the request that started it) | `source`: the token source's type name |
+//! | a refresh runs | span, INFO | `token_refresh` (a root span, `follows_from` the request that started it) | `source`: the token source's type, without its module path and generic parameters (`ClientCredentials`, `SharedSource`) |
 //! | refresh start | event, DEBUG | `token refresh started` | `source` |
 //! | refresh success | event, INFO | `token refresh finished` | `outcome = "ok"`, `generation`, `duration_ms`, `expires_in_s` |
 //! | refresh failure | event, WARN | `token refresh failed` | `outcome = "error"`, `duration_ms`, `error` (this crate's message), `cause` (the token source's error, if it failed) |
@@ -280,6 +323,7 @@ pub mod expiry;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod login;
+pub mod metrics;
 #[cfg(feature = "reqwest-middleware")]
 mod middleware;
 #[cfg(feature = "mock")]

@@ -164,6 +164,8 @@ pub(crate) trait DynTokenSource: Send + Sync + 'static {
         rejected: &'a Token,
     ) -> BoxFuture<'a, Result<Token, BoxError>>;
     fn type_name(&self) -> &'static str;
+    /// The full type name, with its path and generic parameters (for the metrics' `family`).
+    fn full_type_name(&self) -> &'static str;
 }
 
 impl<T: TokenSource> DynTokenSource for T {
@@ -179,6 +181,40 @@ impl<T: TokenSource> DynTokenSource for T {
     }
 
     fn type_name(&self) -> &'static str {
+        short_type_name(std::any::type_name::<T>())
+    }
+
+    fn full_type_name(&self) -> &'static str {
         std::any::type_name::<T>()
+    }
+}
+
+/// A type's name without its module path and generic parameters, for logs and `Debug`:
+/// `ClientCredentials` for `douyin_auth::douyin::client_credentials::ClientCredentials<…>`.
+pub(crate) fn short_type_name(full: &'static str) -> &'static str {
+    let without_generics = full.split('<').next().unwrap_or(full);
+    without_generics
+        .rsplit("::")
+        .next()
+        .filter(|name| !name.is_empty())
+        .unwrap_or(full)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::short_type_name;
+
+    #[test]
+    fn short_type_names_drop_the_path_and_the_generics() {
+        assert_eq!(
+            short_type_name(
+                "douyin_auth::store::shared::SharedSource<douyin_auth::douyin::client_credentials::ClientCredentials<douyin_auth::douyin::http::https::HttpsClient>, douyin_auth::store::redis::RedisStore>"
+            ),
+            "SharedSource"
+        );
+        assert_eq!(short_type_name("ClientCredentials"), "ClientCredentials");
+        assert_eq!(short_type_name("my_app::Vault<T>"), "Vault");
+        assert_eq!(short_type_name("&str"), "&str");
+        assert_eq!(short_type_name("a::"), "a::");
     }
 }

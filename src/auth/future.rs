@@ -63,7 +63,7 @@ where
         };
         let Some(mut ready) = ready else {
             let state = State::WaitToken {
-                wait: Box::pin(Arc::clone(c).wait()),
+                wait: Box::pin(crate::metrics::waited_for_token(Arc::clone(c).wait())),
                 request: Some(Box::new(req)),
             };
             return Self::with_state(Some(take_ready(this_inner)), shared, cache, state);
@@ -356,7 +356,9 @@ where
                             let Some(ready) = cache.lookup() else {
                                 *this.replay = None;
                                 break State::WaitToken {
-                                    wait: Box::pin(Arc::clone(cache).wait()),
+                                    wait: Box::pin(crate::metrics::waited_for_token(
+                                        Arc::clone(cache).wait(),
+                                    )),
                                     request: Some(Box::new(req)),
                                 };
                             };
@@ -369,7 +371,7 @@ where
                         Ok(res) => res,
                         Err(e) => {
                             this.state.set(State::Done);
-                            return Poll::Ready(Err(Error::Service(e.into())));
+                            return Poll::Ready(Err(Error::service(e)));
                         }
                     };
                     match this
@@ -471,7 +473,7 @@ where
                     };
                     if let Err(e) = ready!(inner.poll_ready(cx)) {
                         this.state.set(State::Done);
-                        return Poll::Ready(Err(Error::Service(e.into())));
+                        return Poll::Ready(Err(Error::service(e)));
                     }
                     let Some(replay) = this.replay.take() else {
                         this.state.set(State::Done);
@@ -489,6 +491,7 @@ where
                         generation = ready.generation,
                         "retry sent"
                     );
+                    crate::metrics::retry_sent();
                     State::Retry {
                         fut: inner.call(req),
                     }
@@ -498,7 +501,7 @@ where
                     this.state.set(State::Done);
                     return Poll::Ready(match res {
                         Ok(res) => Ok(res.map(ResponseBody::passthrough)),
-                        Err(e) => Err(Error::Service(e.into())),
+                        Err(e) => Err(Error::service(e)),
                     });
                 }
             };
@@ -573,6 +576,7 @@ fn on_rejected<F, ReqBody, ResBody>(
     replay: &Option<Replay>,
     first: First<ResBody>,
 ) -> Result<State<F, ReqBody, ResBody>, Box<First<ResBody>>> {
+    crate::metrics::expiry_answer();
     let Some(generation) = generation else {
         return Err(Box::new(first));
     };

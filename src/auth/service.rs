@@ -111,9 +111,7 @@ where
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner
-            .poll_ready(cx)
-            .map_err(|e| Error::Service(e.into()))
+        self.inner.poll_ready(cx).map_err(Error::service)
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {

@@ -43,6 +43,30 @@ use http_body_util::Full;
 ///     }
 /// }
 /// ```
+///
+/// A client of a body type that is not `ReplayBody` (here http-body-util's `Empty`, or
+/// `axum::body::Body` without the `axum` feature) is no `Service`; the compiler's error says
+/// which feature to turn on:
+///
+/// ```compile_fail,E0277
+/// use bytes::Bytes;
+/// use douyin_auth::{DouyinAuthLayer, StaticToken};
+/// use http_body_util::{Empty, Full};
+/// use tower::Layer;
+///
+/// fn needs_a_service<S: tower::Service<http::Request<Empty<Bytes>>>>(_: S) {}
+///
+/// let inner = tower::service_fn(|_: http::Request<Empty<Bytes>>| async {
+///     Ok::<_, std::convert::Infallible>(http::Response::new(Full::<Bytes>::default()))
+/// });
+/// needs_a_service(DouyinAuthLayer::new(StaticToken::new("t")).layer(inner));
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a request body the douyin-auth layer can replay",
+    label = "the layer's service needs a `ReplayBody` request body",
+    note = "for `axum::body::Body` turn on douyin-auth's `axum` feature, for `tonic::body::Body` its `tonic` feature",
+    note = "`Full<Bytes>`, `String` and http-body-util's `BoxBody`/`UnsyncBoxBody` work without a feature; for a body type of your own, implement `ReplayBody`"
+)]
 pub trait ReplayBody: Body + Sized {
     /// A body that yields exactly `bytes`.
     fn from_bytes(bytes: Bytes) -> Self;

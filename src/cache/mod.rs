@@ -315,6 +315,7 @@ impl TokenCache {
                 generation = cached.generation,
                 "stale token served"
             );
+            crate::metrics::stale_served(self.source.full_type_name());
             self.refresh_in_background(now);
             return Some(cached.ready());
         }
@@ -678,6 +679,7 @@ impl TokenCache {
                     self.config.refresh_timeout,
                 );
                 let retry_at = deadline(now, delay);
+                crate::metrics::backoff(self.source.full_type_name(), f.is_rate_limited());
                 st.retry_at = Some(retry_at);
                 st.last_failure = Some(f.clone());
                 self.next_attempt
@@ -755,6 +757,11 @@ async fn run_refresh(
         )))),
     };
     cache.finish(&outcome);
+    crate::metrics::refreshed(
+        cache.source.full_type_name(),
+        outcome.as_ref().ok().map(|c| c.token.remaining()),
+        started.elapsed(),
+    );
     guard.finished = true;
     let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     match &outcome {

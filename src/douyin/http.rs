@@ -162,10 +162,13 @@ pub(crate) async fn get_answer<'a, C: HttpClient>(
 async fn send_answer<C: HttpClient>(
     client: &C,
     request: Request<Full<Bytes>>,
-    path: &str,
+    path: &'static str,
 ) -> Result<Bytes, Error> {
     check_secure(request.uri())?;
-    let response = client.send(request).await.map_err(Error::Service)?;
+    let response = client
+        .send(request)
+        .await
+        .map_err(|e| Error::token_endpoint(path, e))?;
     let status = response.status();
     let bytes = read_limited(response.into_body(), MAX_RESPONSE_BYTES).await?;
     if !status.is_success() {
@@ -214,7 +217,7 @@ mod https {
 
     use crate::error::BoxError;
 
-    type Inner = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+    type Inner<B> = Client<HttpsConnector<HttpConnector>, B>;
 
     /// The default HTTPS client of the token sources (feature `https`, on by default):
     /// hyper-util's pooled client over rustls with the `ring` provider and the webpki roots,
@@ -222,14 +225,41 @@ mod https {
     ///
     /// Clones share one connection pool. It also speaks plain HTTP, for a base URL that asks
     /// for it (a local mock server).
-    #[derive(Clone)]
-    pub struct HttpsClient {
-        inner: Result<Inner, Arc<str>>,
+    ///
+    /// The token sources send [`Full<Bytes>`] bodies, the default `B`. The same client, for any
+    /// other request body type (axum's or tonic's, a boxed body), is the inner client of the
+    /// layer for calls to Douyin's `https://` API:
+    ///
+    /// ```
+    /// use douyin_auth::{douyin::{ClientCredentials, HttpsClient}, DouyinAuth, DouyinAuthLayer};
+    /// use http_body_util::combinators::BoxBody;
+    /// use tower::Layer;
+    ///
+    /// type Body = BoxBody<bytes::Bytes, std::convert::Infallible>;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let source = ClientCredentials::new("your_client_key", "your_client_secret");
+    /// let douyin: DouyinAuth<HttpsClient<Body>> =
+    ///     DouyinAuthLayer::new(source).layer(HttpsClient::with_body());
+    /// # drop(douyin); }
+    /// ```
+    pub struct HttpsClient<B = Full<Bytes>> {
+        inner: Result<Inner<B>, Arc<str>>,
     }
 
     impl HttpsClient {
-        /// A new client with its own connection pool.
+        /// A new client of [`Full<Bytes>`] requests with its own connection pool.
         pub fn new() -> Self {
+            Self::with_body()
+        }
+    }
+
+    impl<B> HttpsClient<B>
+    where
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+    {
+        /// A new client of `B` requests with its own connection pool.
+        pub fn with_body() -> Self {
             let provider = Arc::new(rustls::crypto::ring::default_provider());
             let inner = hyper_rustls::HttpsConnectorBuilder::new()
                 .with_provider_and_webpki_roots(provider)
@@ -242,13 +272,21 @@ mod https {
         }
     }
 
+    impl<B> Clone for HttpsClient<B> {
+        fn clone(&self) -> Self {
+            Self {
+                inner: self.inner.clone(),
+            }
+        }
+    }
+
     impl Default for HttpsClient {
         fn default() -> Self {
             Self::new()
         }
     }
 
-    impl fmt::Debug for HttpsClient {
+    impl<B> fmt::Debug for HttpsClient<B> {
         fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.debug_struct("HttpsClient")
                 .field("ready", &self.inner.is_ok())
@@ -256,7 +294,12 @@ mod https {
         }
     }
 
-    impl Service<Request<Full<Bytes>>> for HttpsClient {
+    impl<B> Service<Request<B>> for HttpsClient<B>
+    where
+        B: http_body::Body + Send + Unpin + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
         type Response = Response<Incoming>;
         type Error = BoxError;
         type Future =
@@ -269,7 +312,7 @@ mod https {
             }
         }
 
-        fn call(&mut self, request: Request<Full<Bytes>>) -> Self::Future {
+        fn call(&mut self, request: Request<B>) -> Self::Future {
             match &mut self.inner {
                 Ok(client) => {
                     let fut = client.call(request);

@@ -271,6 +271,12 @@ impl<C> OAuthClient<C> {
     pub fn authorization_url(&self, redirect_uri: impl Into<String>) -> AuthorizationUrl {
         AuthorizationUrl::new(self.client_key.clone(), redirect_uri).base_url(self.base_url.clone())
     }
+
+    /// The secret, the HTTP client and the base URL, for the sources other modules make with
+    /// this app's settings (`StoredUsers::from_oauth`).
+    pub(crate) fn settings(&self) -> (&Secret, &C, &str) {
+        (&self.client_secret, &self.client, &self.base_url)
+    }
 }
 
 impl<C: Clone> OAuthClient<C> {

@@ -410,6 +410,7 @@ impl<T: TokenSource, St: TokenStore> Inner<T, St> {
     }
 
     fn store_failed(&self, op: &str, e: &BoxError) {
+        crate::metrics::store_error(op);
         if !self.degraded.swap(true, Ordering::Relaxed) {
             tracing::warn!(target: "douyin_auth", key = %self.key, op, error = %e, "token store failed; this instance fetches tokens on its own until it is back");
         } else {

@@ -60,9 +60,7 @@ where
     type Future = UserResponseFuture<S, ReqBody, ResBody, C>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner
-            .poll_ready(cx)
-            .map_err(|e| Error::Service(e.into()))
+        self.inner.poll_ready(cx).map_err(Error::service)
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {

@@ -116,6 +116,32 @@ impl<C, St: TokenStore> StoredUsers<C, St> {
         }
     }
 
+    /// Users of the app `oauth` belongs to, refreshed with its `client_key`, `client_secret`,
+    /// HTTP client and base URL, their tokens kept in `store`: the app's settings given once,
+    /// to the [`OAuthClient`](crate::douyin::OAuthClient) that exchanges the codes.
+    ///
+    /// ```
+    /// # #[cfg(feature = "https")] {
+    /// use douyin_auth::douyin::OAuthClient;
+    /// use douyin_auth::store::MemoryStore;
+    /// use douyin_auth::users::StoredUsers;
+    ///
+    /// let oauth = OAuthClient::new("your_client_key", "your_client_secret")
+    ///     .base_url("https://open.douyin.com");
+    /// let users = StoredUsers::from_oauth(&oauth, MemoryStore::new());
+    /// assert!(format!("{users:?}").contains("your_client_key"));
+    /// assert!(!format!("{users:?}").contains("your_client_secret"));
+    /// # }
+    /// ```
+    pub fn from_oauth(oauth: &crate::douyin::OAuthClient<C>, store: St) -> Self
+    where
+        C: Clone,
+    {
+        let (secret, client, base_url) = oauth.settings();
+        Self::with_client(oauth.client_key(), secret.expose(), client.clone(), store)
+            .base_url(base_url)
+    }
+
     fn edit(mut self, f: impl FnOnce(&mut UsersConfig<C, St>)) -> Self
     where
         C: Clone,

@@ -235,6 +235,7 @@ where
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let reject = |reason: Reject| {
+        crate::metrics::webhook_rejected("webhook", reason.code());
         tracing::warn!(
             target: "douyin_auth",
             reason = reason.code(),
@@ -248,6 +249,7 @@ where
         Ok(bytes) => bytes,
         Err(ReadError::TooLarge) => return reject(Reject::TooLarge),
         Err(ReadError::Body(error)) => {
+            crate::metrics::webhook_rejected("webhook", Reject::UnreadableBody.code());
             tracing::warn!(
                 target: "douyin_auth",
                 reason = Reject::UnreadableBody.code(),

@@ -204,6 +204,7 @@ where
 {
     let (parts, body) = request.into_parts();
     let reject = |reason: Reject| {
+        crate::metrics::webhook_rejected("spi", reason.code());
         tracing::warn!(
             target: "douyin_auth",
             reason = reason.code(),
@@ -217,6 +218,7 @@ where
         Ok(bytes) => bytes,
         Err(ReadError::TooLarge) => return reject(Reject::TooLarge),
         Err(ReadError::Body(error)) => {
+            crate::metrics::webhook_rejected("spi", Reject::UnreadableBody.code());
             tracing::warn!(
                 target: "douyin_auth",
                 reason = Reject::UnreadableBody.code(),

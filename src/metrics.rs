@@ -1,0 +1,215 @@
+//! Metrics (feature `metrics`): the names, the labels and the one function per event that the
+//! cache, the response future, the shared source and the webhook layers call. Through the
+//! [`metrics`](https://docs.rs/metrics) facade, so any exporter works (Prometheus, StatsD, …);
+//! without the feature every function here is an empty inline function.
+//!
+//! No label carries a secret or an unbounded value: the source is named by its type (without
+//! its path and generics), the family and outcome by a fixed word, and no `open_id` appears.
+//!
+//! | metric | kind | labels | moves when |
+//! | --- | --- | --- | --- |
+//! | `douyin_auth_refreshes_total` | counter | `family`, `source`, `outcome` | a refresh finishes (`outcome`: `ok`, `error`) |
+//! | `douyin_auth_refresh_duration_seconds` | histogram | `family`, `source`, `outcome` | a refresh finishes: how long it took |
+//! | `douyin_auth_token_remaining_seconds` | gauge | `family`, `source` | a refresh publishes a token: its remaining lifetime (for users, the user refreshed last) |
+//! | `douyin_auth_backoffs_total` | counter | `family`, `source`, `reason` | a failed refresh starts a back-off (`reason`: `rate_limited`, `failure`) |
+//! | `douyin_auth_stale_served_total` | counter | `family`, `source` | a stale token is served while a background refresh runs |
+//! | `douyin_auth_token_waits_total` | counter | `outcome` | a request had no usable token and waited for the refresh (`ok`: it got one) |
+//! | `douyin_auth_token_wait_seconds` | histogram | `outcome` | the same: how long it waited |
+//! | `douyin_auth_expiry_answers_total` | counter | | the classifier says an answer means "expired or invalid token" |
+//! | `douyin_auth_retries_total` | counter | | a request is sent a second time after such an answer |
+//! | `douyin_auth_store_errors_total` | counter | `operation` | a `SharedSource`'s store call fails (`get`, `put`, the lease calls) |
+//! | `douyin_auth_webhook_rejections_total` | counter | `kind`, `reason` | a webhook layer refuses a call (`kind`: `webhook`, `spi`; `reason`: `missing_signature`, `invalid_signature`, `too_large`, …, as in the logs) |
+//!
+//! `family` is `client` (the app's client token, `ClientCredentials`, also behind a
+//! `SharedSource`), `user` (`UserTokens`, `StoredUser`), `business` (`BusinessTokens`),
+//! `mini_app` (`MiniAppCredentials`), `mini_game` (`MiniGameCredentials`) or `other`; `source` is
+//! the source's type
+//! without its path and generics (`ClientCredentials`, `SharedSource`, `StoredUser`, `FnSource`).
+//! No label carries a secret, an `open_id` or any other unbounded value. The layer records the
+//! request-side metrics (waits, expiry answers, retries); `DouyinAuthMiddleware` records the
+//! cache's.
+//!
+//! Install any recorder (here `metrics-exporter-prometheus` 0.18's, serving `GET /metrics`):
+//!
+//! ```ignore
+//! metrics_exporter_prometheus::PrometheusBuilder::new()
+//!     .with_http_listener(([0, 0, 0, 0], 9000))
+//!     .install()?;
+//! let layer = douyin_auth::DouyinAuthLayer::new(source); // records from here on
+//! ```
+
+/// Refreshes finished, by `family`, `source` and `outcome` (`ok`, `error`). Counter.
+pub const REFRESHES: &str = "douyin_auth_refreshes_total";
+/// How long refreshes took, in seconds, by `family`, `source` and `outcome`. Histogram.
+pub const REFRESH_DURATION: &str = "douyin_auth_refresh_duration_seconds";
+/// Back-offs entered after a failed refresh, by `family`, `source` and `reason`
+/// (`rate_limited`, `failure`). Counter.
+pub const BACKOFFS: &str = "douyin_auth_backoffs_total";
+/// Stale tokens served while a background refresh runs, by `family` and `source`. Counter.
+pub const STALE_SERVED: &str = "douyin_auth_stale_served_total";
+/// The remaining lifetime, in seconds, of the token a refresh just published, by `family` and
+/// `source` (for users: the user refreshed last). Gauge.
+pub const TOKEN_REMAINING: &str = "douyin_auth_token_remaining_seconds";
+/// Requests sent a second time after an expired-token answer. Counter.
+pub const RETRIES: &str = "douyin_auth_retries_total";
+/// Answers the classifier said mean "expired or invalid token". Counter.
+pub const EXPIRY_ANSWERS: &str = "douyin_auth_expiry_answers_total";
+/// Requests that had no usable token and waited for a refresh, by `outcome` (`ok`, `error`).
+/// Counter.
+pub const TOKEN_WAITS: &str = "douyin_auth_token_waits_total";
+/// How long those requests waited, in seconds, by `outcome`. Histogram.
+pub const TOKEN_WAIT_DURATION: &str = "douyin_auth_token_wait_seconds";
+/// Token store operations that failed, by `operation` (the store call: `get`, `put`, `lease`,
+/// …). Counter.
+pub const STORE_ERRORS: &str = "douyin_auth_store_errors_total";
+/// Calls into the app the webhook layers refused, by `kind` (`webhook`, `spi`) and `reason`
+/// (`missing_signature`, `invalid_signature`, `too_large`, …). Counter.
+pub const WEBHOOK_REJECTIONS: &str = "douyin_auth_webhook_rejections_total";
+
+/// Every metric name, for documentation and tests.
+pub const ALL: [&str; 11] = [
+    REFRESHES,
+    REFRESH_DURATION,
+    BACKOFFS,
+    STALE_SERVED,
+    TOKEN_REMAINING,
+    RETRIES,
+    EXPIRY_ANSWERS,
+    TOKEN_WAITS,
+    TOKEN_WAIT_DURATION,
+    STORE_ERRORS,
+    WEBHOOK_REJECTIONS,
+];
+
+/// The token family of a source, from its full type name: `user` for a user's tokens
+/// (`StoredUser`, `UserTokens`), `client` for the app's client token (`ClientCredentials`,
+/// also behind a `SharedSource`), `other` for any other source.
+#[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+pub(crate) fn family(type_name: &str) -> &'static str {
+    if type_name.contains("StoredUser") || type_name.contains("UserTokens") {
+        "user"
+    } else if type_name.contains("BusinessTokens") {
+        "business"
+    } else if type_name.contains("MiniAppCredentials") {
+        "mini_app"
+    } else if type_name.contains("MiniGameCredentials") {
+        "mini_game"
+    } else if type_name.contains("ClientCredentials") {
+        "client"
+    } else {
+        "other"
+    }
+}
+
+#[cfg(feature = "metrics")]
+// Each front end and store calls its own functions; a build without one leaves those unused.
+#[allow(dead_code)]
+mod record {
+    use std::future::Future;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::source::short_type_name;
+
+    fn outcome(ok: bool) -> &'static str {
+        if ok {
+            "ok"
+        } else {
+            "error"
+        }
+    }
+
+    pub(crate) fn refreshed(source: &'static str, remaining: Option<Duration>, took: Duration) {
+        let (family, short) = (family(source), short_type_name(source));
+        let outcome = outcome(remaining.is_some());
+        let labels = [("family", family), ("source", short), ("outcome", outcome)];
+        metrics::counter!(REFRESHES, &labels).increment(1);
+        metrics::histogram!(REFRESH_DURATION, &labels).record(took.as_secs_f64());
+        if let Some(left) = remaining {
+            metrics::gauge!(TOKEN_REMAINING, "family" => family, "source" => short)
+                .set(left.as_secs_f64());
+        }
+    }
+
+    pub(crate) fn backoff(source: &'static str, rate_limited: bool) {
+        let reason = if rate_limited {
+            "rate_limited"
+        } else {
+            "failure"
+        };
+        metrics::counter!(
+            BACKOFFS,
+            "family" => family(source),
+            "source" => short_type_name(source),
+            "reason" => reason
+        )
+        .increment(1);
+    }
+
+    pub(crate) fn stale_served(source: &'static str) {
+        metrics::counter!(
+            STALE_SERVED,
+            "family" => family(source),
+            "source" => short_type_name(source)
+        )
+        .increment(1);
+    }
+
+    pub(crate) fn retry_sent() {
+        metrics::counter!(RETRIES).increment(1);
+    }
+
+    pub(crate) fn expiry_answer() {
+        metrics::counter!(EXPIRY_ANSWERS).increment(1);
+    }
+
+    pub(crate) async fn waited_for_token<F, T, E>(wait: F) -> Result<T, E>
+    where
+        F: Future<Output = Result<T, E>>,
+    {
+        let started = tokio::time::Instant::now();
+        let result = wait.await;
+        let outcome = outcome(result.is_ok());
+        metrics::counter!(TOKEN_WAITS, "outcome" => outcome).increment(1);
+        metrics::histogram!(TOKEN_WAIT_DURATION, "outcome" => outcome)
+            .record(started.elapsed().as_secs_f64());
+        result
+    }
+
+    pub(crate) fn store_error(operation: &str) {
+        metrics::counter!(STORE_ERRORS, "operation" => operation.to_owned()).increment(1);
+    }
+
+    pub(crate) fn webhook_rejected(kind: &'static str, reason: &'static str) {
+        metrics::counter!(WEBHOOK_REJECTIONS, "kind" => kind, "reason" => reason).increment(1);
+    }
+}
+
+#[cfg(not(feature = "metrics"))]
+#[allow(dead_code)]
+mod record {
+    use std::future::Future;
+    use std::time::Duration;
+
+    #[inline(always)]
+    pub(crate) fn refreshed(_: &'static str, _: Option<Duration>, _: Duration) {}
+    #[inline(always)]
+    pub(crate) fn backoff(_: &'static str, _: bool) {}
+    #[inline(always)]
+    pub(crate) fn stale_served(_: &'static str) {}
+    #[inline(always)]
+    pub(crate) fn retry_sent() {}
+    #[inline(always)]
+    pub(crate) fn expiry_answer() {}
+    #[inline(always)]
+    pub(crate) fn waited_for_token<F: Future>(wait: F) -> F {
+        wait
+    }
+    #[inline(always)]
+    pub(crate) fn store_error(_: &str) {}
+    #[inline(always)]
+    pub(crate) fn webhook_rejected(_: &'static str, _: &'static str) {}
+}
+
+#[allow(unused_imports)]
+pub(crate) use record::*;
