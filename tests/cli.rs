@@ -60,7 +60,7 @@ async fn api_sends_n_requests_through_one_token_and_no_progress_bar_off_a_termin
             "--concurrency",
             "5",
             "GET",
-            "/data/external/user/fans/?open_id=o1",
+            "/data/extern/billboard/hot_video/?open_id=o1",
         ],
     )
     .await;
@@ -97,7 +97,7 @@ async fn credential_picks_the_token_endpoint_and_unsupported_kinds_are_usage_err
             "--credential",
             "client-token",
             "GET",
-            "/data/external/user/fans/",
+            "/data/extern/billboard/hot_video/",
         ],
     )
     .await;
@@ -122,7 +122,7 @@ async fn exit_codes_are_the_examples() {
     // Douyin refuses the credentials: 1, and the error names the token endpoint.
     let out = run(
         against(&mock).env("DOUYIN_CLIENT_SECRET", "wrong-secret"),
-        &["api", "POST", "/data/external/user/fans/?open_id=x"],
+        &["api", "POST", "/data/extern/billboard/hot_video/?open_id=x"],
     )
     .await;
     assert_eq!(out.code, Some(1), "{}", out.stderr);
@@ -223,7 +223,11 @@ async fn mock_serves_until_interrupted_and_prints_what_the_other_commands_need()
 
     let mut api = douyin();
     api.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    let out = run(&mut api, &["api", "GET", "/data/external/user/fans/"]).await;
+    let out = run(
+        &mut api,
+        &["api", "GET", "/data/extern/billboard/hot_video/"],
+    )
+    .await;
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     assert!(out.stdout.contains(r#""error_code":0"#), "{}", out.stdout);
 

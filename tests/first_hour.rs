@@ -26,10 +26,7 @@ where
     let source =
         ClientCredentials::new(mock.client_key(), mock.client_secret()).base_url(mock.base_url());
     let client = DouyinAuthLayer::new(source).layer(HttpsClient::<B>::with_body());
-    let url = format!(
-        "{}/data/external/user/fans/?open_id=OPEN_ID",
-        mock.base_url()
-    );
+    let url = format!("{}/data/extern/billboard/hot_video/", mock.base_url());
     let request = http::Request::get(url)
         .body(B::from_bytes(Bytes::new()))
         .unwrap();

@@ -104,7 +104,7 @@ async fn each_metric_moves_when_its_event_happens() {
     let source =
         ClientCredentials::new(mock.client_key(), mock.client_secret()).base_url(mock.base_url());
     let client = DouyinAuthLayer::new(source).layer(http);
-    let url = format!("{}/data/external/user/fans/?open_id=o1", mock.base_url());
+    let url = format!("{}/data/extern/billboard/hot_video/", mock.base_url());
     let get = || {
         http::Request::get(url.as_str())
             .body(Full::<Bytes>::default())

@@ -18,8 +18,8 @@ use crate::{AppArgs, Failure};
 /// The arguments of `douyin api`.
 #[derive(clap::Args, Debug)]
 #[command(
-    after_help = "Examples:\n  douyin api GET '/data/external/user/fans/?open_id=OPEN_ID'\n  \
-douyin api --requests 100 --concurrency 10 GET /data/external/user/fans/\n  \
+    after_help = "Examples:\n  douyin api GET /data/extern/billboard/hot_video/\n  \
+douyin api --requests 100 --concurrency 10 GET /data/extern/billboard/hot_video/\n  \
 douyin api --paginate GET '/api/douyin/v1/video/video_list/?open_id=OPEN_ID&count=10'"
 )]
 pub(crate) struct ApiArgs {
