@@ -318,7 +318,7 @@ mod scan {
                 return Some(UNSURE);
             }
             let text = std::str::from_utf8(&rest[..end]).ok()?;
-            return text.trim().parse().ok();
+            return super::code_in_str(text);
         }
         let len = value
             .iter()
@@ -332,14 +332,8 @@ mod scan {
             return Some(n);
         }
         match text.parse::<f64>() {
-            Ok(f) if f.fract() == 0.0 && f.abs() < 9.0e15 =>
-            {
-                #[allow(clippy::cast_possible_truncation)]
-                Some(f as i64)
-            }
-            // Too large or fractional: the structured reader reads no code either, but let it
-            // settle anything unusual.
-            Ok(_) => None,
+            // Too large or fractional: no code, as the structured reader reads it.
+            Ok(f) => super::code_in_f64(f),
             Err(_) => Some(UNSURE),
         }
     }
@@ -476,6 +470,18 @@ struct Codes {
     err_code: Option<i64>,
 }
 
+/// The code a JSON float holds: a whole number within what an `f64` holds exactly.
+fn code_in_f64(v: f64) -> Option<i64> {
+    let ok = v.fract() == 0.0 && v.abs() < 9.0e15;
+    #[allow(clippy::cast_possible_truncation)]
+    ok.then_some(v as i64)
+}
+
+/// The code a JSON string holds: an integer, blanks around it allowed.
+fn code_in_str(v: &str) -> Option<i64> {
+    v.trim().parse().ok()
+}
+
 /// A number, or a string holding one; anything else reads as "no code".
 struct Code(Option<i64>);
 
@@ -494,12 +500,10 @@ impl<'de> Deserialize<'de> for Code {
                 Ok(Code(i64::try_from(v).ok()))
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Code, E> {
-                let ok = v.fract() == 0.0 && v.abs() < 9.0e15;
-                #[allow(clippy::cast_possible_truncation)]
-                Ok(Code(ok.then_some(v as i64)))
+                Ok(Code(code_in_f64(v)))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Code, E> {
-                Ok(Code(v.trim().parse().ok()))
+                Ok(Code(code_in_str(v)))
             }
             fn visit_bool<E: de::Error>(self, _: bool) -> Result<Code, E> {
                 Ok(Code(None))
