@@ -199,8 +199,8 @@ impl<C> DouyinAuthLayerBuilder<C> {
     ///
     /// It also bounds the refreshes that rejections drive: a token that came from such a
     /// refresh and is rejected again within this interval (six times it for an "invalid"
-    /// answer) drives no further refresh; the token is kept, the caller gets the server's
-    /// answer and a warning names the path. So an API that rejects every token (wrong token
+    /// answer) drives no further refresh (an "expired" one gets one more try); the token is
+    /// kept, the caller gets the server's answer and a warning names the path. So an API that rejects every token (wrong token
     /// kind, missing scope) costs no token call per request.
     pub fn min_refresh_interval(mut self, interval: Duration) -> Self {
         self.config.min_refresh_interval = interval;

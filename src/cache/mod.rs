@@ -383,11 +383,12 @@ impl TokenCache {
     /// - a refresh is in flight: wait for it, and retry only if it brings another secret;
     /// - otherwise start one refresh, telling the source which token was rejected
     ///   ([`TokenSource::fetch_replacing`](crate::TokenSource::fetch_replacing)), unless the
-    ///   rejected token is itself the replacement of a rejected one, fetched less than the
-    ///   bound ago (the minimum refresh interval for an expired token, six times that for an
-    ///   invalid one): then the token is kept and the caller gets the server's answer, so an
-    ///   API that rejects every token costs no fetch per request; or unless the cache is
-    ///   backing off after a failed refresh.
+    ///   rejected token ends a chain of replacements each rejected soon after it came (within
+    ///   the minimum refresh interval for an "expired" answer, six times that for "invalid"):
+    ///   an invalid replacement ends the chain at once, an expired one after one more try.
+    ///   Then the token is kept and the caller gets the server's answer, so an API that
+    ///   rejects every token costs no fetch per request. Nor does a rejection start a refresh
+    ///   while the cache is backing off after a failed one.
     ///
     /// `path` names the request in the warning, when the request was kept.
     pub(crate) fn rejected(
