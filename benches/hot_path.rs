@@ -248,6 +248,34 @@ fn json_answer_peek(c: &mut Criterion) {
     g.bench_function("douyin_expiry_parse", |b| {
         b.iter(|| classifier.parsed_rejection(black_box(&body)))
     });
+    // The floor of any scan: one `memchr` pass over the whole body for a byte it lacks.
+    g.bench_function("memchr_pass", |b| {
+        b.iter(|| memchr::memchr(b'\x00', black_box(&body)))
+    });
+    g.bench_function("memchr_backslash", |b| {
+        b.iter(|| memchr::memchr(b'\\', black_box(&body)))
+    });
+    g.bench_function("memmem_err", |b| {
+        let f = memchr::memmem::Finder::new(b"err");
+        b.iter(|| f.find_iter(black_box(&body)).count())
+    });
+    struct RareR;
+    impl memchr::arch::all::packedpair::HeuristicFrequencyRank for RareR {
+        fn rank(&self, byte: u8) -> u8 {
+            match byte {
+                b'r' => 1,
+                _ => 255,
+            }
+        }
+    }
+    g.bench_function("memmem_err_ranked", |b| {
+        let f = memchr::memmem::FinderBuilder::new().build_forward_with_ranker(RareR, b"err");
+        b.iter(|| f.find_iter(black_box(&body)).count())
+    });
+    g.bench_function("memmem_rr", |b| {
+        let f = memchr::memmem::FinderBuilder::new().build_forward_with_ranker(RareR, b"rr");
+        b.iter(|| f.find_iter(black_box(&body)).count())
+    });
     g.finish();
 
     // The classifier alone against parsing the same body.
