@@ -13,19 +13,17 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
-use std::collections::VecDeque;
-
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response};
-use http_body::{Body, Frame};
+use http_body::Body;
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::options::Shared;
-use super::peek::{too_large, Peek};
+use super::peek::{too_large, Filled, Peek};
 use super::placement::attach;
 use super::replay::{BufferedBytes, Plan, Replay};
-use crate::body::{contiguous, ReplayBody, ResponseBody};
+use crate::body::{contiguous, ReadAhead, ReplayBody, ResponseBody};
 use crate::cache::{AfterRejection, Ready, TokenCache, TokenHandle};
 use crate::error::{BoxError, Error};
 use crate::expiry::{ClassifyExpiry, HeadVerdict, Rejection};
@@ -405,8 +403,32 @@ where
                                 return Poll::Ready(Ok(res.map(ResponseBody::passthrough)));
                             }
                             let (head, body) = res.into_parts();
-                            State::Peek {
-                                peek: Box::new(Peek::new(head, body)),
+                            // Most answers are in memory once their head is: read here, they
+                            // are settled without boxing the reader. One that keeps the
+                            // reader waiting moves to the `Peek` state, box and all.
+                            let mut peek = Peek::new(head, body);
+                            match peek.poll_fill(
+                                cx,
+                                this.shared.peek_limit,
+                                this.shared.peek_timeout,
+                            ) {
+                                Poll::Ready(filled) => match settle(
+                                    &mut peek,
+                                    filled,
+                                    this.shared,
+                                    this.cache,
+                                    *this.generation,
+                                    this.replay,
+                                ) {
+                                    Ok(next) => next,
+                                    Err(out) => {
+                                        this.state.set(State::Done);
+                                        return Poll::Ready(out);
+                                    }
+                                },
+                                Poll::Pending => State::Peek {
+                                    peek: Box::new(peek),
+                                },
                             }
                         }
                     }
@@ -417,41 +439,18 @@ where
                         this.shared.peek_limit,
                         this.shared.peek_timeout
                     ));
-                    let Peek {
-                        head, body, frames, ..
-                    } = &mut **peek;
-                    let (ended, error) = (filled.ended, filled.error);
-                    let Some(head) = head.take() else {
-                        this.state.set(State::Done);
-                        return Poll::Ready(Err(Error::Protocol("response head missing".into())));
-                    };
-                    let rest = if ended { None } else { body.take() };
-                    let rejection = if ended && error.is_none() {
-                        this.shared.classifier.classify_rejection(
-                            head.status,
-                            &head.headers,
-                            &contiguous(frames),
-                        )
-                    } else {
-                        None
-                    };
-                    let Some(rejection) = rejection else {
-                        let body = ResponseBody::replay(std::mem::take(frames), error, rest);
-                        this.state.set(State::Done);
-                        return Poll::Ready(Ok(Response::from_parts(head, body)));
-                    };
-                    let first = First::Read(head, std::mem::take(frames));
-                    match on_rejected(
-                        this.cache.as_ref().unwrap_or(&this.shared.cache),
+                    match settle(
+                        peek,
+                        filled,
+                        this.shared,
+                        this.cache,
                         *this.generation,
-                        rejection,
                         this.replay,
-                        first,
                     ) {
                         Ok(next) => next,
-                        Err(first) => {
+                        Err(out) => {
                             this.state.set(State::Done);
-                            return Poll::Ready(Ok((*first).into_response()));
+                            return Poll::Ready(out);
                         }
                     }
                 }
@@ -546,13 +545,58 @@ impl<S, C> Begin<'_, S, C> {
     }
 }
 
+/// The answer a JSON body was read for, classified: handed back (`Err`: not a rejection, or
+/// no retry), or the next state (wait for another token, or retry).
+#[allow(clippy::type_complexity)]
+fn settle<F, ReqBody, ResBody, C>(
+    peek: &mut Peek<ResBody>,
+    filled: Filled<ResBody::Error>,
+    shared: &Shared<C>,
+    cache: &Option<Arc<TokenCache>>,
+    generation: Option<u64>,
+    replay: &Option<Replay>,
+) -> Result<State<F, ReqBody, ResBody>, Result<Response<ResponseBody<ResBody>>, Error>>
+where
+    ResBody: Body<Data = Bytes> + Unpin,
+    C: ClassifyExpiry,
+{
+    let Peek {
+        head, body, frames, ..
+    } = peek;
+    let Filled { ended, error } = filled;
+    let Some(head) = head.take() else {
+        return Err(Err(Error::Protocol("response head missing".into())));
+    };
+    let rest = if ended { None } else { body.take() };
+    let rejection = if ended && error.is_none() {
+        shared
+            .classifier
+            .classify_rejection(head.status, &head.headers, &contiguous(frames))
+    } else {
+        None
+    };
+    let Some(rejection) = rejection else {
+        let body = ResponseBody::replay(std::mem::take(frames), error, rest);
+        return Err(Ok(Response::from_parts(head, body)));
+    };
+    let first = First::Read(head, std::mem::take(frames));
+    on_rejected(
+        cache.as_ref().unwrap_or(&shared.cache),
+        generation,
+        rejection,
+        replay,
+        first,
+    )
+    .map_err(|first| Ok((*first).into_response()))
+}
+
 /// The first answer, kept while the request waits for another token, to hand back as it came
 /// if none comes.
 enum First<B> {
     /// An answer whose head said "expired"; its body not read.
     Head(Response<B>),
     /// A JSON answer read whole for the classifier.
-    Read(http::response::Parts, VecDeque<Frame<Bytes>>),
+    Read(http::response::Parts, ReadAhead<Bytes>),
 }
 
 impl<B: Body<Data = Bytes>> First<B> {

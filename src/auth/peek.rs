@@ -1,6 +1,5 @@
 //! Reading the start of a JSON answer for the classifier, bounded by the peek limit.
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -9,13 +8,15 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::CONTENT_LENGTH;
 use http::Response;
-use http_body::{Body, Frame};
+use http_body::Body;
+
+use crate::body::ReadAhead;
 
 /// A JSON answer being read for the classifier.
 pub(crate) struct Peek<B> {
     pub(crate) head: Option<http::response::Parts>,
     pub(crate) body: Option<B>,
-    pub(crate) frames: VecDeque<Frame<Bytes>>,
+    pub(crate) frames: ReadAhead<Bytes>,
     pub(crate) seen: usize,
     /// Armed when the body first keeps the reader waiting: past it, the answer goes to the
     /// caller unclassified, with what was read so far in front of the rest.
@@ -35,7 +36,7 @@ impl<B: Body<Data = Bytes> + Unpin> Peek<B> {
         Self {
             head: Some(head),
             body: Some(body),
-            frames: VecDeque::new(),
+            frames: ReadAhead::default(),
             seen: 0,
             stall: None,
         }
@@ -89,7 +90,7 @@ impl<B: Body<Data = Bytes> + Unpin> Peek<B> {
                     if let Some(d) = frame.data_ref() {
                         self.seen = self.seen.saturating_add(d.len());
                     }
-                    self.frames.push_back(frame);
+                    self.frames.push(frame);
                     if self.seen > limit {
                         return Poll::Ready(Filled {
                             ended: false,
