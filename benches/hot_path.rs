@@ -31,31 +31,7 @@ use tower_http::set_header::SetRequestHeaderLayer;
 
 #[path = "support/driver.rs"]
 mod driver;
-use driver::{bare, one, Req, Res, TOKEN};
-
-/// A Douyin success answer of about 1 KiB (`data.error_code: 0`, `extra` after `data`).
-fn douyin_json_1k() -> Bytes {
-    let mut items = Vec::new();
-    let mut day = 1;
-    loop {
-        items.push(format!(
-            r#"{{"date":"2024-05-{day:02}","new_fans":{},"total_fans":{},"new_issue":{}}}"#,
-            day * 7,
-            10_000 + day * 13,
-            day % 3
-        ));
-        let body = format!(
-            r#"{{"data":{{"error_code":0,"description":"","result_list":[{}]}},"extra":{{"error_code":0,"description":"","sub_error_code":0,"sub_description":"","logid":"202405311234560102030405060708","now":1717140000000}}}}"#,
-            items.join(",")
-        );
-        if body.len() >= 1000 {
-            assert!(body.len() <= 1100, "{}", body.len());
-            serde_json::from_str::<serde_json::Value>(&body).expect("valid JSON");
-            return Bytes::from(body);
-        }
-        day += 1;
-    }
-}
+use driver::{bare, douyin_json_1k, douyin_json_32k, one, Req, Res, TOKEN};
 
 /// The inner service: answers at once with `res()`.
 fn inner(
@@ -71,32 +47,6 @@ fn text_answer() -> Res {
 
 static JSON_1K: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();
 static JSON_32K: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();
-
-/// A Douyin list answer of about 32 KiB (a video or comment list: `data.list` of objects,
-/// `data.error_code: 0`, `extra` after `data`).
-fn douyin_json_32k() -> Bytes {
-    let mut items = Vec::new();
-    let mut i = 0;
-    loop {
-        items.push(format!(
-            r#"{{"item_id":"@9VxS1{i:05}XnEkHb1q2Z","title":"第{i}个视频 a video title","create_time":{},"statistics":{{"digg_count":{},"comment_count":{},"share_count":{},"play_count":{}}},"cover":"https://p3-sign.douyinpic.com/obj/tos-cn-p-0015/{i:08}"}}"#,
-            1_717_000_000 + i,
-            i * 31,
-            i * 7,
-            i * 3,
-            i * 1009
-        ));
-        let body = format!(
-            r#"{{"data":{{"cursor":{i},"has_more":true,"list":[{}],"error_code":0,"description":""}},"extra":{{"error_code":0,"description":"","sub_error_code":0,"sub_description":"","logid":"202405311234560102030405060708","now":1717140000000}}}}"#,
-            items.join(",")
-        );
-        if body.len() >= 32 * 1024 {
-            serde_json::from_str::<serde_json::Value>(&body).expect("valid JSON");
-            return Bytes::from(body);
-        }
-        i += 1;
-    }
-}
 
 fn json_answer_32k() -> Res {
     let mut res = Response::new(Full::new(JSON_32K.get_or_init(douyin_json_32k).clone()));

@@ -1,18 +1,22 @@
 //! A driver for instruction counts of the hot path (not a usage example): N requests with a
 //! fresh cached token through `DouyinAuth`, or through tower-http's `SetRequestHeader`, over a
-//! `service_fn` that answers a non-JSON response at once, as in `benches/hot_path.rs`.
+//! `service_fn` that answers at once, as in `benches/hot_path.rs`: a non-JSON answer (`text`,
+//! the default), or a Douyin JSON answer of 1 KiB (`json1k`) or 32 KiB (`json32k`).
 //!
 //! ```sh
 //! cargo build --release --example hot_loop
-//! for which in base auth auth_no_retry; do
-//!   for n in 10000 20000; do
-//!     valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.$which.$n \
-//!       target/release/examples/hot_loop $which $n 2>&1 | grep 'refs'
+//! for answer in text json1k json32k; do
+//!   for which in base auth auth_no_retry; do
+//!     for n in 10000 20000; do
+//!       valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.$which.$answer.$n \
+//!         target/release/examples/hot_loop $which $n $answer 2>&1 | grep 'refs'
+//!     done
 //!   done
 //! done
 //! ```
 //!
 //! Instructions per request = (refs at 20,000 − refs at 10,000) / 10,000: the set-up cancels.
+//! `hot_loop size` prints the size of the response futures.
 
 use std::convert::Infallible;
 use std::future::{ready, Ready};
@@ -20,7 +24,7 @@ use std::hint::black_box;
 
 use bytes::Bytes;
 use douyin_auth::{DouyinAuthLayer, StaticToken, ACCESS_TOKEN_HEADER};
-use http::header::HeaderValue;
+use http::header::{HeaderValue, CONTENT_TYPE};
 use http::Response;
 use http_body::Body;
 use http_body_util::Full;
@@ -29,12 +33,38 @@ use tower_http::set_header::SetRequestHeaderLayer;
 
 #[path = "../benches/support/driver.rs"]
 mod driver;
-use driver::{bare, Req, Res, TOKEN};
+use driver::{bare, douyin_json_1k, douyin_json_32k, Req, Res, TOKEN};
+
+static JSON_1K: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();
+static JSON_32K: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();
+
+/// The answers the inner service gives.
+fn text() -> Res {
+    Response::new(Full::new(Bytes::from_static(b"ok")))
+}
+
+fn json(body: &'static std::sync::OnceLock<Bytes>, make: fn() -> Bytes) -> Res {
+    let mut res = Response::new(Full::new(body.get_or_init(make).clone()));
+    res.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    res
+}
+
+fn json1k() -> Res {
+    json(&JSON_1K, douyin_json_1k)
+}
+
+fn json32k() -> Res {
+    json(&JSON_32K, douyin_json_32k)
+}
 
 fn inner(
+    answer: fn() -> Res,
 ) -> impl Service<Req, Response = Res, Error = Infallible, Future = Ready<Result<Res, Infallible>>> + Clone
 {
-    tower::service_fn(|_req: Req| ready(Ok(Response::new(Full::new(Bytes::from_static(b"ok"))))))
+    tower::service_fn(move |_req: Req| ready(Ok(answer())))
 }
 
 /// One request, kept out of line so the loop stays the same whatever the service.
@@ -62,6 +92,7 @@ where
 
 fn ours(
     retry: bool,
+    answer: fn() -> Res,
 ) -> douyin_auth::DouyinAuth<
     impl Service<Req, Response = Res, Error = Infallible, Future = Ready<Result<Res, Infallible>>>
         + Clone,
@@ -69,7 +100,7 @@ fn ours(
     let layer = DouyinAuthLayer::builder(StaticToken::new(TOKEN))
         .retry_on_expiry(retry)
         .build();
-    let mut svc = layer.layer(inner());
+    let mut svc = layer.layer(inner(answer));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -88,23 +119,29 @@ fn main() {
         .next()
         .map(|s| s.parse().expect("a count"))
         .unwrap_or(10_000);
+    let answer: fn() -> Res = match args.next().as_deref() {
+        None | Some("text") => text,
+        Some("json1k") => json1k,
+        Some("json32k") => json32k,
+        Some(other) => panic!("unknown answer: {other} (text, json1k, json32k)"),
+    };
     match which.as_str() {
         "base" => {
             let mut value = HeaderValue::from_static(TOKEN);
             value.set_sensitive(true);
             let mut svc =
-                SetRequestHeaderLayer::overriding(ACCESS_TOKEN_HEADER, value).layer(inner());
+                SetRequestHeaderLayer::overriding(ACCESS_TOKEN_HEADER, value).layer(inner(answer));
             run(&mut svc, n);
         }
-        "plain" => run(&mut inner(), n),
+        "plain" => run(&mut inner(answer), n),
         "size" => {
-            let mut svc = ours(true);
+            let mut svc = ours(true, answer);
             let fut = svc.call(bare());
             let base = SetRequestHeaderLayer::overriding(
                 ACCESS_TOKEN_HEADER,
                 HeaderValue::from_static(TOKEN),
             )
-            .layer(inner())
+            .layer(inner(answer))
             .call(bare());
             println!(
                 "response future: DouyinAuth {} bytes, SetRequestHeader {} bytes",
@@ -112,8 +149,8 @@ fn main() {
                 std::mem::size_of_val(&base)
             );
         }
-        "auth" => run(&mut ours(true), n),
-        "auth_no_retry" => run(&mut ours(false), n),
+        "auth" => run(&mut ours(true, answer), n),
+        "auth_no_retry" => run(&mut ours(false, answer), n),
         other => panic!("unknown: {other} (base, plain, auth, auth_no_retry, size)"),
     }
 }

@@ -266,17 +266,6 @@ mod scan {
         }
     }
 
-    /// The keys the structured reader takes a code from, wherever they stand.
-    const CODE_KEYS: [&[u8]; 7] = [
-        b"\"error_code\"",
-        b"\"sub_error_code\"",
-        b"\"err_no\"",
-        b"\"errcode\"",
-        b"\"errno\"",
-        b"\"error\"",
-        b"\"err_code\"",
-    ];
-
     /// Whether `body` may carry one of `codes` (or `sub_codes`) at a code key: false only
     /// when every code key in it is followed by no code, zero, or a code outside both lists,
     /// and no escape in it may stand for a letter of a key (`\u0065rror_code`). Never panics.
@@ -289,23 +278,47 @@ mod scan {
             let Some(at) = rr.checked_sub(1).filter(|&at| body[at] == b'e') else {
                 continue;
             };
-            for key in CODE_KEYS {
-                let offset = if key.starts_with(b"\"sub_") { 5 } else { 1 };
-                let Some(start) = at.checked_sub(offset) else {
-                    continue;
-                };
-                if !body[start..].starts_with(key) {
-                    continue;
-                }
-                let value = value_after_colon(&body[start + key.len()..]);
-                if let Some(code) = value.and_then(code_of) {
-                    if code == UNSURE || codes.contains(&code) || sub_codes.contains(&code) {
-                        return true;
-                    }
+            let Some(end) = code_key_end(body, at) else {
+                continue;
+            };
+            if let Some(code) = value_after_colon(&body[end..]).and_then(code_of) {
+                if code == UNSURE || codes.contains(&code) || sub_codes.contains(&code) {
+                    return true;
                 }
             }
         }
         false
+    }
+
+    /// Where the code key whose "err" starts at `at` ends (past its closing quote), if the
+    /// "err" is part of one of the keys the structured reader takes a code from: `"error_code"`,
+    /// `"sub_error_code"`, `"err_no"`, `"errcode"`, `"errno"`, `"error"`, `"err_code"`. Each
+    /// comparison has a fixed length, so it compiles to a few integer compares.
+    fn code_key_end(body: &[u8], at: usize) -> Option<usize> {
+        let rest = body.get(at + 3..)?;
+        let quoted = at.checked_sub(1).and_then(|i| body.get(i)) == Some(&b'"');
+        let len = if quoted {
+            if rest.starts_with(b"or_code\"") {
+                8
+            } else if rest.starts_with(b"_no\"") {
+                4
+            } else if rest.starts_with(b"no\"") {
+                3
+            } else if rest.starts_with(b"code\"") {
+                5
+            } else if rest.starts_with(b"or\"") {
+                3
+            } else if rest.starts_with(b"_code\"") {
+                6
+            } else {
+                return None;
+            }
+        } else if at >= 5 && body[at - 5..at] == *b"\"sub_" && rest.starts_with(b"or_code\"") {
+            8
+        } else {
+            return None;
+        };
+        Some(at + 3 + len)
     }
 
     /// Whether the escape `esc` starts with (a backslash) may stand for a character of a code
@@ -361,7 +374,11 @@ mod scan {
             .iter()
             .take_while(|c| matches!(c, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
             .count();
-        let text = std::str::from_utf8(&value[..len]).ok()?;
+        let number = &value[..len];
+        if let Some(n) = small_integer(number) {
+            return Some(n);
+        }
+        let text = std::str::from_utf8(number).ok()?;
         if text.is_empty() {
             return None;
         }
@@ -374,21 +391,43 @@ mod scan {
             Err(_) => Some(UNSURE),
         }
     }
+
+    /// The value of an integer of at most 18 digits (no sign, or a minus), read without a
+    /// string parse: every code Douyin sends. Anything else is left to `code_of`'s parse.
+    fn small_integer(number: &[u8]) -> Option<i64> {
+        let (negative, digits) = match number.split_first() {
+            Some((b'-', digits)) => (true, digits),
+            _ => (false, number),
+        };
+        if digits.is_empty() || digits.len() > 18 || !digits.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let n = digits
+            .iter()
+            .fold(0i64, |n, d| n * 10 + i64::from(d - b'0'));
+        Some(if negative { -n } else { n })
+    }
 }
 
 /// Whether the headers say the body is JSON (`application/json`, `text/json`, `…+json`).
 pub fn is_json(headers: &HeaderMap) -> bool {
+    // On the bytes: a header value is visible ASCII or not text at all (`to_str` fails on it).
     let Some(ct) = headers
         .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
+        .map(http::HeaderValue::as_bytes)
+        .filter(|ct| ct.is_ascii())
     else {
         return false;
     };
-    let mime = ct.split(';').next().unwrap_or("").trim();
-    let Some((_, sub)) = mime.split_once('/') else {
+    let mime = ct
+        .split(|&c| c == b';')
+        .next()
+        .unwrap_or_default()
+        .trim_ascii();
+    let Some(slash) = mime.iter().position(|&c| c == b'/') else {
         return false;
     };
-    let sub = sub.as_bytes();
+    let sub = &mime[slash + 1..];
     sub.eq_ignore_ascii_case(b"json")
         || (sub.len() > 5 && sub[sub.len() - 5..].eq_ignore_ascii_case(b"+json"))
 }

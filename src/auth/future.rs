@@ -420,8 +420,8 @@ where
                                     *this.generation,
                                     this.replay,
                                 ) {
-                                    Ok(next) => next,
-                                    Err(out) => {
+                                    Settled::Next(next) => next,
+                                    Settled::Answer(out) => {
                                         this.state.set(State::Done);
                                         return Poll::Ready(out);
                                     }
@@ -447,8 +447,8 @@ where
                         *this.generation,
                         this.replay,
                     ) {
-                        Ok(next) => next,
-                        Err(out) => {
+                        Settled::Next(next) => next,
+                        Settled::Answer(out) => {
                             this.state.set(State::Done);
                             return Poll::Ready(out);
                         }
@@ -545,9 +545,15 @@ impl<S, C> Begin<'_, S, C> {
     }
 }
 
-/// The answer a JSON body was read for, classified: handed back (`Err`: not a rejection, or
-/// no retry), or the next state (wait for another token, or retry).
-#[allow(clippy::type_complexity)]
+/// What a JSON answer read for the classifier leads to.
+enum Settled<F, ReqBody, ResBody: Body> {
+    /// Wait for another token, or retry.
+    Next(State<F, ReqBody, ResBody>),
+    /// The caller gets this: the answer (not a rejection, or no retry), or an error.
+    Answer(Result<Response<ResponseBody<ResBody>>, Error>),
+}
+
+/// The answer a JSON body was read for, classified: handed back, or the next state.
 fn settle<F, ReqBody, ResBody, C>(
     peek: &mut Peek<ResBody>,
     filled: Filled<ResBody::Error>,
@@ -555,7 +561,7 @@ fn settle<F, ReqBody, ResBody, C>(
     cache: &Option<Arc<TokenCache>>,
     generation: Option<u64>,
     replay: &Option<Replay>,
-) -> Result<State<F, ReqBody, ResBody>, Result<Response<ResponseBody<ResBody>>, Error>>
+) -> Settled<F, ReqBody, ResBody>
 where
     ResBody: Body<Data = Bytes> + Unpin,
     C: ClassifyExpiry,
@@ -565,7 +571,7 @@ where
     } = peek;
     let Filled { ended, error } = filled;
     let Some(head) = head.take() else {
-        return Err(Err(Error::Protocol("response head missing".into())));
+        return Settled::Answer(Err(Error::Protocol("response head missing".into())));
     };
     let rest = if ended { None } else { body.take() };
     let rejection = if ended && error.is_none() {
@@ -577,17 +583,19 @@ where
     };
     let Some(rejection) = rejection else {
         let body = ResponseBody::replay(std::mem::take(frames), error, rest);
-        return Err(Ok(Response::from_parts(head, body)));
+        return Settled::Answer(Ok(Response::from_parts(head, body)));
     };
     let first = First::Read(head, std::mem::take(frames));
-    on_rejected(
+    match on_rejected(
         cache.as_ref().unwrap_or(&shared.cache),
         generation,
         rejection,
         replay,
         first,
-    )
-    .map_err(|first| Ok((*first).into_response()))
+    ) {
+        Ok(next) => Settled::Next(next),
+        Err(first) => Settled::Answer(Ok((*first).into_response())),
+    }
 }
 
 /// The first answer, kept while the request waits for another token, to hand back as it came

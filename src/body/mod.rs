@@ -4,5 +4,5 @@ mod replay;
 mod response;
 
 pub use self::replay::ReplayBody;
-pub(crate) use self::response::{contiguous, ReadAhead};
 pub use self::response::ResponseBody;
+pub(crate) use self::response::{contiguous, ReadAhead};

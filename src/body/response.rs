@@ -151,8 +151,8 @@ impl<B: Body> Body for ResponseBody<B> {
         self.front.is_none()
             && self
                 .peeked
-            .as_ref()
-            .is_none_or(|p| p.prefix.is_empty() && p.error.is_none())
+                .as_ref()
+                .is_none_or(|p| p.prefix.is_empty() && p.error.is_none())
             && self.rest.as_ref().is_none_or(|r| r.is_end_stream())
     }
 
