@@ -249,6 +249,53 @@ async fn exit_codes_are_the_examples() {
     assert!(!out.stdout.contains("not supported"), "{}", out.stdout);
 }
 
+/// A loopback address nothing listens on: a port the OS gave us, then closed.
+fn refused_base_url() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn a_failure_says_what_failed_and_the_root_cause_once() {
+    let base = refused_base_url();
+    let mut cmd = douyin();
+    cmd.env("DOUYIN_CLIENT_KEY", "key")
+        .env("DOUYIN_CLIENT_SECRET", "secret")
+        .env("DOUYIN_BASE_URL", &base);
+    let out = run(
+        &mut cmd,
+        &["api", "GET", "/data/extern/billboard/hot_video/"],
+    )
+    .await;
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    let line = out.stderr.lines().next().unwrap_or_default();
+    assert!(
+        line.starts_with(
+            "douyin: request failed: could not get a token: the token endpoint request \
+             (/oauth/stable_client_token/) failed: "
+        ),
+        "{line}"
+    );
+    assert_eq!(line.to_lowercase().matches("refused").count(), 1, "{line}");
+
+    let mut cmd = douyin();
+    cmd.env("DOUYIN_CLIENT_KEY", "key")
+        .env("DOUYIN_CLIENT_SECRET", "secret")
+        .env("DOUYIN_BASE_URL", &base);
+    let out = run(&mut cmd, &["token", "--credential", "mini-app"]).await;
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    let line = out.stderr.trim_end();
+    assert!(
+        line.starts_with(
+            "douyin: could not get a token: the token endpoint request (/api/apps/v2/token) failed: "
+        ),
+        "{line}"
+    );
+    assert_eq!(line.to_lowercase().matches("refused").count(), 1, "{line}");
+}
+
 #[tokio::test]
 async fn token_prints_the_kind_and_lifetime_never_the_token() {
     let mock = MockDouyin::start().await.unwrap();

@@ -13,7 +13,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tower::{Layer, ServiceExt};
 
 use crate::pages::{next_page, Page};
-use crate::{AppArgs, Credential, Failure};
+use crate::{describe, AppArgs, Credential, Failure};
 
 /// The arguments of `douyin api`.
 #[derive(clap::Args, Debug)]
@@ -187,7 +187,7 @@ async fn repeat(client: &Client, args: &ApiArgs, base_url: &str) -> Summary {
                 }
             }
             Err(e) => {
-                progress.suspend(|| eprintln!("douyin: request failed: {e}"));
+                progress.suspend(|| eprintln!("douyin: request failed: {}", describe(&*e)));
                 summary.failed += 1;
             }
         }
@@ -228,7 +228,7 @@ async fn paginate(client: &Client, args: &ApiArgs, base_url: &str) -> Summary {
         let (status, body) = match answer {
             Ok(answer) => answer,
             Err(e) => {
-                eprintln!("douyin: request failed: {e}");
+                eprintln!("douyin: request failed: {}", describe(&*e));
                 summary.failed += 1;
                 return summary;
             }

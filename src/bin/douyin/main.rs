@@ -281,7 +281,7 @@ async fn token(app: AppArgs) -> Result<(), Failure> {
     let token = source
         .fetch()
         .await
-        .map_err(|e| Failure::Failed(format!("could not get a token: {e}")))?;
+        .map_err(|e| Failure::Failed(format!("could not get a token: {}", describe(&*e))))?;
     let left = token.remaining();
     println!(
         "{}: expires in {} ({} s)",
@@ -290,6 +290,26 @@ async fn token(app: AppArgs) -> Result<(), Failure> {
         left.as_secs()
     );
     Ok(())
+}
+
+/// What failed and why, each said once: the error's message, then its root cause if the
+/// message does not say it already (the crate's errors do; an HTTP client's error may not).
+fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut root = e;
+    // Bounded: a chain of sources may, in theory, loop.
+    for _ in 0..32 {
+        match root.source() {
+            Some(next) => root = next,
+            None => break,
+        }
+    }
+    let cause = root.to_string();
+    if !out.contains(&cause) {
+        out.push_str(": ");
+        out.push_str(&cause);
+    }
+    out
 }
 
 /// `1h 59m 59s`.
