@@ -296,8 +296,8 @@
 //! | --- | --- | --- | --- |
 //! | a refresh runs | span, INFO | `token_refresh` (a root span, `follows_from` the request that started it) | `source`: the token source's type, without its module path and generic parameters (`ClientCredentials`, `SharedSource`) |
 //! | refresh start | event, DEBUG | `token refresh started` | `source` |
-//! | refresh success | event, INFO | `token refresh finished` | `outcome = "ok"`, `generation`, `duration_ms`, `expires_in_s` |
-//! | refresh failure | event, WARN | `token refresh failed` | `outcome = "error"`, `duration_ms`, `error` (this crate's message), `cause` (the token source's error, if it failed) |
+//! | refresh success | event, INFO | `token refresh finished` | `outcome`: `"fetched"` (the source fetched it: from Douyin, for the crate's sources), `"adopted"` (read from a store: another instance or an earlier run fetched it; see [`Provenance`]) or `"unchanged"` (the source handed back the token the cache had, as a stable endpoint does); `open_id` (a user's token: the per-user layer's user, or the token's own), `generation`, `duration_ms`, `expires_in_s` |
+//! | refresh failure | event, WARN | `token refresh failed` | `outcome = "error"`, `open_id` (in the per-user layer), `duration_ms`, `error` (this crate's message), `cause` (the token source's error, if it failed) |
 //! | stale token served | event, TRACE | `stale token served` | `generation` |
 //! | expiry detected | event, DEBUG | `token expiry detected` | `generation` (of the rejected token), `retry` (whether the request is sent again) |
 //! | rejected token dropped | event, DEBUG | `token invalidated` | `generation` |
@@ -355,7 +355,7 @@ pub mod future {
     pub use crate::auth::ResponseFuture;
 }
 pub use source::{source_fn, FnSource, StaticToken, TokenSource};
-pub use token::Token;
+pub use token::{Provenance, Token};
 #[cfg(feature = "webhook")]
 #[cfg_attr(docsrs, doc(cfg(feature = "webhook")))]
 pub use webhook::{VerifySpiLayer, VerifyWebhookLayer};

@@ -346,7 +346,10 @@ async fn the_douyin_api_example_replaces_a_rejected_stable_token() {
         .unwrap();
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert_eq!(out.status.code(), Some(0), "{stderr}");
-    assert!(stderr.contains("1 requests, 1 ok, 0 failed; 2 token fetches"), "{stderr}");
+    assert!(
+        stderr.contains("1 requests, 1 ok, 0 failed; 2 token fetches"),
+        "{stderr}"
+    );
 }
 
 /// `--credential KIND`: each app-token kind against the mock, one fetch for all requests; the
