@@ -25,9 +25,10 @@
 //! `mini_app` (`MiniAppCredentials`), `mini_game` (`MiniGameCredentials`) or `other`; `source` is
 //! the source's type
 //! without its path and generics (`ClientCredentials`, `SharedSource`, `StoredUser`, `FnSource`).
-//! No label carries a secret, an `open_id` or any other unbounded value. The layer records the
-//! request-side metrics (waits, expiry answers, retries); `DouyinAuthMiddleware` records the
-//! cache's.
+//! No label carries a secret, an `open_id` or any other unbounded value. The tower layer and
+//! `DouyinAuthMiddleware` (reqwest) record the same metrics: the cache's (refreshes, back-offs,
+//! stale tokens served, the token's lifetime) and the request side's (waits, expiry answers,
+//! retries).
 //!
 //! Install any recorder (here `metrics-exporter-prometheus` 0.18's, serving `GET /metrics`):
 //!

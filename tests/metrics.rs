@@ -267,6 +267,42 @@ async fn each_metric_moves_when_its_event_happens() {
         )])
     );
 
+    // The reqwest middleware records what the layer records: the wait of a cold cache, then an
+    // expiry answer and its retry.
+    #[cfg(feature = "reqwest-middleware")]
+    {
+        let source = ClientCredentials::new(mock.client_key(), mock.client_secret())
+            .base_url(mock.base_url());
+        let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+            .with(douyin_auth::DouyinAuthMiddleware::new(source))
+            .build();
+        let res = client.get(url.as_str()).send().await.unwrap();
+        assert!(res.status().is_success());
+        res.bytes().await.unwrap();
+        assert_eq!(
+            moved(&snapshotter, &mut seen).counts,
+            counts(&[
+                ("douyin_auth_refresh_duration_seconds{family=client,outcome=ok,source=ClientCredentials}", 1),
+                ("douyin_auth_refreshes_total{family=client,outcome=ok,source=ClientCredentials}", 1),
+                ("douyin_auth_token_wait_seconds{outcome=ok}", 1),
+                ("douyin_auth_token_waits_total{outcome=ok}", 1),
+            ])
+        );
+        mock.expire_all_tokens();
+        let res = client.get(url.as_str()).send().await.unwrap();
+        assert!(res.status().is_success());
+        res.bytes().await.unwrap();
+        assert_eq!(
+            moved(&snapshotter, &mut seen).counts,
+            counts(&[
+                ("douyin_auth_expiry_answers_total{}", 1),
+                ("douyin_auth_refresh_duration_seconds{family=client,outcome=ok,source=ClientCredentials}", 1),
+                ("douyin_auth_refreshes_total{family=client,outcome=ok,source=ClientCredentials}", 1),
+                ("douyin_auth_retries_total{}", 1),
+            ])
+        );
+    }
+
     // Every documented metric moved in this test.
     let documented: BTreeSet<String> = m::ALL.iter().map(|n| (*n).to_owned()).collect();
     assert_eq!(seen, documented);
