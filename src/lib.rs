@@ -279,7 +279,7 @@
 //! # Metrics
 //!
 //! With the feature `metrics`, the crate records its refreshes (by outcome, token family and
-//! source, with their duration), the token's remaining lifetime, back-offs, stale tokens served,
+//! source, with their duration), the token's remaining lifetime and expiry time, back-offs, stale tokens served,
 //! requests that waited for a token and how long, expiry answers, retries, store errors and
 //! webhook rejections through the `metrics` facade; any exporter works. The stable names and
 //! labels, and a Prometheus example, are in [`metrics`]. No label carries a

@@ -18,7 +18,7 @@ use bytes::Bytes;
 use douyin_auth::douyin::ClientCredentials;
 use douyin_auth::metrics as m;
 use douyin_auth::mock::MockDouyin;
-use douyin_auth::store::{Lease, SharedSource, TokenStore};
+use douyin_auth::store::{Lease, MemoryStore, SharedSource, TokenStore};
 use douyin_auth::{source_fn, BoxError, DouyinAuthLayer, DouyinError, Token, VerifyWebhookLayer};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
@@ -125,6 +125,17 @@ async fn each_metric_moves_when_its_event_happens() {
     let remaining =
         now.gauges["douyin_auth_token_remaining_seconds{family=client,source=ClientCredentials}"];
     assert!((7000.0..=7200.0).contains(&remaining), "{remaining}");
+    // The expiry as a Unix time: what `expiry - time()` on a dashboard counts down from.
+    let expires_at = now.gauges
+        ["douyin_auth_token_expiry_timestamp_seconds{family=client,source=ClientCredentials}"];
+    let unix_now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        (expires_at - (unix_now + remaining)).abs() < 5.0,
+        "{expires_at} vs {unix_now} + {remaining}"
+    );
 
     // A fresh token: nothing moves.
     let res = client.clone().oneshot(get()).await.unwrap();
@@ -186,6 +197,53 @@ async fn each_metric_moves_when_its_event_happens() {
             ),
         ])
     );
+
+    // A newer token another instance stored, picked up by the background re-read: the
+    // lifetime gauges follow it, without a refresh.
+    let store = MemoryStore::new();
+    let ours = source_fn(|| async {
+        Ok::<_, BoxError>(Token::new("clt.ours", Duration::from_secs(3600)))
+    });
+    let shared = SharedSource::new(ours, store.clone(), "client_token:reread");
+    let layer = DouyinAuthLayer::new(shared.clone());
+    layer
+        .layer(support::Recorder::new().service(|_, _| support::text("ok")))
+        .oneshot(support::req(""))
+        .await
+        .unwrap();
+    let gauge = |moved: &Moved, name: &str| {
+        moved.gauges[&format!("{name}{{family=other,source=SharedSource}}")]
+    };
+    let before = moved(&snapshotter, &mut seen);
+    assert!(gauge(&before, m::TOKEN_REMAINING) <= 3600.0);
+    store
+        .put(
+            "client_token:reread",
+            &Token::new("clt.theirs", Duration::from_secs(7200)),
+        )
+        .await
+        .unwrap();
+    tokio::time::pause();
+    shared
+        .reread_every(&layer, Duration::from_secs(10))
+        .unwrap();
+    // The re-read task starts its first sleep; then its interval passes.
+    support::settle().await;
+    tokio::time::advance(Duration::from_secs(20)).await;
+    for _ in 0..10_000 {
+        if layer.cached_token().unwrap().secret() == "clt.theirs" {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    tokio::time::resume();
+    let after = moved(&snapshotter, &mut seen);
+    assert_eq!(after.counts, counts(&[]), "no refresh");
+    let remaining = gauge(&after, m::TOKEN_REMAINING);
+    assert!((7100.0..=7200.0).contains(&remaining), "{remaining}");
+    let expiry_moved = gauge(&after, m::TOKEN_EXPIRY) - gauge(&before, m::TOKEN_EXPIRY);
+    assert!((3500.0..=3620.0).contains(&expiry_moved), "{expiry_moved}");
+    drop(layer);
 
     // A failing source: a failed refresh, a back-off, a request that waited in vain.
     let failing = source_fn(|| async { Err::<Token, BoxError>("the vault is sealed".into()) });

@@ -519,6 +519,7 @@ impl TokenCache {
         match self.prepare(token, false, None) {
             Ok(c) => {
                 tracing::debug!(target: "douyin_auth", generation = c.generation, "token adopted from the store");
+                crate::metrics::published(self.source.full_type_name(), c.token.remaining());
                 self.publish(&mut st, c);
                 true
             }
