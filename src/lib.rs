@@ -130,6 +130,32 @@
 //!
 //! A real client calls `https://` URLs: build it over an HTTPS connector, or use the built-in
 //! one, `douyin::HttpsClient::<axum::body::Body>::with_body()` (feature `https`).
+//!
+//! **If `douyin.oneshot(request)` fails with E0599**, "the method `oneshot` exists for struct
+//! `DouyinAuth<…>`, but its trait bounds were not satisfied": the layer's service is a
+//! `Service` only for request bodies it can replay ([`ReplayBody`]), and `axum::body::Body` is
+//! one only with douyin-auth's **`axum` feature** (`tonic::body::Body`: the `tonic` feature).
+//! rustc gives E0599 for a method call and does not show the crate's own message there;
+//! written as a function call, `tower::ServiceExt::oneshot(douyin, request)`, the same mistake
+//! is an E0277 that names the feature:
+//!
+//! ```compile_fail,E0277
+//! // http-body-util's `Empty` is not replayable, as `axum::body::Body` is not without the
+//! // feature: "`Empty<Bytes>` is not a request body the douyin-auth layer can replay …
+//! // note: for `axum::body::Body` turn on douyin-auth's `axum` feature".
+//! use bytes::Bytes;
+//! use douyin_auth::{DouyinAuthLayer, StaticToken};
+//! use http_body_util::{Empty, Full};
+//! use tower::Layer;
+//!
+//! let inner = tower::service_fn(|_: http::Request<Empty<Bytes>>| async {
+//!     Ok::<_, std::convert::Infallible>(http::Response::new(Full::<Bytes>::default()))
+//! });
+//! let douyin = DouyinAuthLayer::new(StaticToken::new("clt.t")).layer(inner);
+//! let request = http::Request::new(Empty::<Bytes>::new());
+//! let _answer = tower::ServiceExt::oneshot(douyin, request);
+//! ```
+//!
 //! "Log in with Douyin" is [`login::DouyinLogin`] (feature `axum`): a router with `GET /login`
 //! and `GET /callback` that handles the CSRF state in a signed cookie, the code exchange and the
 //! user's tokens, then hands over to the app's `on_login` hook. `examples/axum_login.rs` is a
