@@ -64,8 +64,8 @@ enum Command {
 /// The app's settings every command that talks to Douyin takes.
 #[derive(clap::Args, Debug, Clone)]
 struct AppArgs {
-    /// The API's base URL, default https://open.douyin.com (https://developer.toutiao.com
-    /// for mini-app, https://minigame.zijieapi.com for mini-game); plain http:// only for
+    /// The API's base URL, default `https://open.douyin.com` (`https://developer.toutiao.com`
+    /// for mini-app, `https://minigame.zijieapi.com` for mini-game); plain http:// only for
     /// loopback hosts (a mock).
     #[arg(long, env = "DOUYIN_BASE_URL", value_name = "URL")]
     base_url: Option<String>,
