@@ -191,6 +191,13 @@ impl<T: TokenSource> TokenSource for Counting<T> {
         self.fetches.fetch_add(1, Ordering::Relaxed);
         self.inner.fetch().await
     }
+
+    // Passed on, so that a source told which token was rejected can get another one (the
+    // classic endpoint, the mini-game `force_refresh`).
+    async fn fetch_replacing(&self, rejected: &Token) -> Result<Token, BoxError> {
+        self.fetches.fetch_add(1, Ordering::Relaxed);
+        self.inner.fetch_replacing(rejected).await
+    }
 }
 
 /// Whether a Douyin JSON body carries a non-zero error code in any of Douyin's shapes.
@@ -386,13 +393,25 @@ async fn shared_layer<T: TokenSource>(
     Err("--redis needs the `redis` feature: cargo run --features redis --example douyin_api".into())
 }
 
+/// What failed and why, each said once: the error's own message, then its root cause if the
+/// message does not say it already. The crate's errors display what failed with the root
+/// cause ("could not get a token: the token endpoint request (…) failed: Connection
+/// refused"), so printing every source after it would repeat them; another error's root cause
+/// is added.
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
+    let mut root = e;
+    // Bounded: a chain of sources may, in theory, loop.
+    for _ in 0..32 {
+        match root.source() {
+            Some(next) => root = next,
+            None => break,
+        }
+    }
+    let cause = root.to_string();
+    if !out.contains(&cause) {
         out.push_str(": ");
-        out.push_str(&s.to_string());
-        cur = s.source();
+        out.push_str(&cause);
     }
     out
 }

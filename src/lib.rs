@@ -130,6 +130,32 @@
 //!
 //! A real client calls `https://` URLs: build it over an HTTPS connector, or use the built-in
 //! one, `douyin::HttpsClient::<axum::body::Body>::with_body()` (feature `https`).
+//!
+//! **If `douyin.oneshot(request)` fails with E0599**, "the method `oneshot` exists for struct
+//! `DouyinAuth<…>`, but its trait bounds were not satisfied": the layer's service is a
+//! `Service` only for request bodies it can replay ([`ReplayBody`]), and `axum::body::Body` is
+//! one only with douyin-auth's **`axum` feature** (`tonic::body::Body`: the `tonic` feature).
+//! rustc gives E0599 for a method call and does not show the crate's own message there;
+//! written as a function call, `tower::ServiceExt::oneshot(douyin, request)`, the same mistake
+//! is an E0277 that names the feature:
+//!
+//! ```compile_fail,E0277
+//! // http-body-util's `Empty` is not replayable, as `axum::body::Body` is not without the
+//! // feature: "`Empty<Bytes>` is not a request body the douyin-auth layer can replay …
+//! // note: for `axum::body::Body` turn on douyin-auth's `axum` feature".
+//! use bytes::Bytes;
+//! use douyin_auth::{DouyinAuthLayer, StaticToken};
+//! use http_body_util::{Empty, Full};
+//! use tower::Layer;
+//!
+//! let inner = tower::service_fn(|_: http::Request<Empty<Bytes>>| async {
+//!     Ok::<_, std::convert::Infallible>(http::Response::new(Full::<Bytes>::default()))
+//! });
+//! let douyin = DouyinAuthLayer::new(StaticToken::new("clt.t")).layer(inner);
+//! let request = http::Request::new(Empty::<Bytes>::new());
+//! let _answer = tower::ServiceExt::oneshot(douyin, request);
+//! ```
+//!
 //! "Log in with Douyin" is [`login::DouyinLogin`] (feature `axum`): a router with `GET /login`
 //! and `GET /callback` that handles the CSRF state in a signed cookie, the code exchange and the
 //! user's tokens, then hands over to the app's `on_login` hook. `examples/axum_login.rs` is a
@@ -279,7 +305,7 @@
 //! # Metrics
 //!
 //! With the feature `metrics`, the crate records its refreshes (by outcome, token family and
-//! source, with their duration), the token's remaining lifetime, back-offs, stale tokens served,
+//! source, with their duration), the token's remaining lifetime and expiry time, back-offs, stale tokens served,
 //! requests that waited for a token and how long, expiry answers, retries, store errors and
 //! webhook rejections through the `metrics` facade; any exporter works. The stable names and
 //! labels, and a Prometheus example, are in [`metrics`]. No label carries a
@@ -296,8 +322,8 @@
 //! | --- | --- | --- | --- |
 //! | a refresh runs | span, INFO | `token_refresh` (a root span, `follows_from` the request that started it) | `source`: the token source's type, without its module path and generic parameters (`ClientCredentials`, `SharedSource`) |
 //! | refresh start | event, DEBUG | `token refresh started` | `source` |
-//! | refresh success | event, INFO | `token refresh finished` | `outcome = "ok"`, `generation`, `duration_ms`, `expires_in_s` |
-//! | refresh failure | event, WARN | `token refresh failed` | `outcome = "error"`, `duration_ms`, `error` (this crate's message), `cause` (the token source's error, if it failed) |
+//! | refresh success | event, INFO | `token refresh finished` | `outcome`: `"fetched"` (the source fetched it: from Douyin, for the crate's sources), `"adopted"` (read from a store: another instance or an earlier run fetched it; see [`Provenance`]) or `"unchanged"` (the source handed back the token the cache had, as a stable endpoint does); `open_id` (a user's token: the per-user layer's user, or the token's own), `generation`, `duration_ms`, `expires_in_s` |
+//! | refresh failure | event, WARN | `token refresh failed` | `outcome = "error"`, `open_id` (in the per-user layer), `duration_ms`, `error` (this crate's message), `cause` (the token source's error, if it failed) |
 //! | stale token served | event, TRACE | `stale token served` | `generation` |
 //! | expiry detected | event, DEBUG | `token expiry detected` | `generation` (of the rejected token), `retry` (whether the request is sent again) |
 //! | rejected token dropped | event, DEBUG | `token invalidated` | `generation` |
@@ -355,7 +381,7 @@ pub mod future {
     pub use crate::auth::ResponseFuture;
 }
 pub use source::{source_fn, FnSource, StaticToken, TokenSource};
-pub use token::Token;
+pub use token::{Provenance, Token};
 #[cfg(feature = "webhook")]
 #[cfg_attr(docsrs, doc(cfg(feature = "webhook")))]
 pub use webhook::{VerifySpiLayer, VerifyWebhookLayer};

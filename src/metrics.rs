@@ -10,7 +10,8 @@
 //! | --- | --- | --- | --- |
 //! | `douyin_auth_refreshes_total` | counter | `family`, `source`, `outcome` | a refresh finishes (`outcome`: `ok`, `error`) |
 //! | `douyin_auth_refresh_duration_seconds` | histogram | `family`, `source`, `outcome` | a refresh finishes: how long it took |
-//! | `douyin_auth_token_remaining_seconds` | gauge | `family`, `source` | a refresh publishes a token: its remaining lifetime (for users, the user refreshed last) |
+//! | `douyin_auth_token_remaining_seconds` | gauge | `family`, `source` | a token is published (a refresh, or a newer token read from the store): its remaining lifetime at that moment, not counting down after (for users, the user refreshed last) |
+//! | `douyin_auth_token_expiry_timestamp_seconds` | gauge | `family`, `source` | the same: when that token expires, as a Unix time in seconds (`… - time()` is its remaining lifetime now) |
 //! | `douyin_auth_backoffs_total` | counter | `family`, `source`, `reason` | a failed refresh starts a back-off (`reason`: `rate_limited`, `failure`) |
 //! | `douyin_auth_stale_served_total` | counter | `family`, `source` | a stale token is served while a background refresh runs |
 //! | `douyin_auth_token_waits_total` | counter | `outcome` | a request had no usable token and waited for the refresh (`ok`: it got one) |
@@ -25,9 +26,10 @@
 //! `mini_app` (`MiniAppCredentials`), `mini_game` (`MiniGameCredentials`) or `other`; `source` is
 //! the source's type
 //! without its path and generics (`ClientCredentials`, `SharedSource`, `StoredUser`, `FnSource`).
-//! No label carries a secret, an `open_id` or any other unbounded value. The layer records the
-//! request-side metrics (waits, expiry answers, retries); `DouyinAuthMiddleware` records the
-//! cache's.
+//! No label carries a secret, an `open_id` or any other unbounded value. The tower layer and
+//! `DouyinAuthMiddleware` (reqwest) record the same metrics: the cache's (refreshes, back-offs,
+//! stale tokens served, the token's lifetime) and the request side's (waits, expiry answers,
+//! retries).
 //!
 //! Install any recorder (here `metrics-exporter-prometheus` 0.18's, serving `GET /metrics`):
 //!
@@ -47,9 +49,23 @@ pub const REFRESH_DURATION: &str = "douyin_auth_refresh_duration_seconds";
 pub const BACKOFFS: &str = "douyin_auth_backoffs_total";
 /// Stale tokens served while a background refresh runs, by `family` and `source`. Counter.
 pub const STALE_SERVED: &str = "douyin_auth_stale_served_total";
-/// The remaining lifetime, in seconds, of the token a refresh just published, by `family` and
+/// The remaining lifetime, in seconds, of the token the cache published last (by a refresh, or
+/// a newer token read from the store), as it was when it was published, by `family` and
 /// `source` (for users: the user refreshed last). Gauge.
+///
+/// It is set when a token is published and does not count down between refreshes: right after
+/// a refresh it reads the token's whole lifetime, and it reads the same until the next one.
+/// For the lifetime left now, use [`TOKEN_EXPIRY`]: in PromQL,
+/// `douyin_auth_token_expiry_timestamp_seconds - time()`.
 pub const TOKEN_REMAINING: &str = "douyin_auth_token_remaining_seconds";
+/// When the token the cache published last expires, as a Unix time in seconds (the Prometheus
+/// idiom for expiries, like a certificate's `…_expiry_timestamp_seconds`), by `family` and
+/// `source` (for users: the user refreshed last). Gauge, set with [`TOKEN_REMAINING`].
+///
+/// A dashboard computes the lifetime left from it, and an alert fires before the token runs
+/// out: `douyin_auth_token_expiry_timestamp_seconds - time() < 600`. It is this host's wall
+/// clock plus the remaining lifetime at publication.
+pub const TOKEN_EXPIRY: &str = "douyin_auth_token_expiry_timestamp_seconds";
 /// Requests sent a second time after an expired-token answer. Counter.
 pub const RETRIES: &str = "douyin_auth_retries_total";
 /// Answers the classifier said mean "expired or invalid token". Counter.
@@ -67,12 +83,13 @@ pub const STORE_ERRORS: &str = "douyin_auth_store_errors_total";
 pub const WEBHOOK_REJECTIONS: &str = "douyin_auth_webhook_rejections_total";
 
 /// Every metric name, for documentation and tests.
-pub const ALL: [&str; 11] = [
+pub const ALL: [&str; 12] = [
     REFRESHES,
     REFRESH_DURATION,
     BACKOFFS,
     STALE_SERVED,
     TOKEN_REMAINING,
+    TOKEN_EXPIRY,
     RETRIES,
     EXPIRY_ANSWERS,
     TOKEN_WAITS,
@@ -126,9 +143,21 @@ mod record {
         metrics::counter!(REFRESHES, &labels).increment(1);
         metrics::histogram!(REFRESH_DURATION, &labels).record(took.as_secs_f64());
         if let Some(left) = remaining {
-            metrics::gauge!(TOKEN_REMAINING, "family" => family, "source" => short)
-                .set(left.as_secs_f64());
+            published(source, left);
         }
+    }
+
+    /// A token was published with `left` to live: its lifetime then and its expiry time.
+    pub(crate) fn published(source: &'static str, left: Duration) {
+        let (family, short) = (family(source), short_type_name(source));
+        metrics::gauge!(TOKEN_REMAINING, "family" => family, "source" => short)
+            .set(left.as_secs_f64());
+        // The wall clock only here, for the dashboards; the cache's deadlines are monotonic.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        metrics::gauge!(TOKEN_EXPIRY, "family" => family, "source" => short)
+            .set((now + left).as_secs_f64());
     }
 
     pub(crate) fn backoff(source: &'static str, rate_limited: bool) {
@@ -193,6 +222,8 @@ mod record {
 
     #[inline(always)]
     pub(crate) fn refreshed(_: &'static str, _: Option<Duration>, _: Duration) {}
+    #[inline(always)]
+    pub(crate) fn published(_: &'static str, _: Duration) {}
     #[inline(always)]
     pub(crate) fn backoff(_: &'static str, _: bool) {}
     #[inline(always)]

@@ -202,7 +202,7 @@ fn attach<C>(shared: &Shared<C>, req: &mut Request, ready: &Ready) -> Result<(),
 async fn token<C>(shared: &Arc<Shared<C>>) -> Result<Ready, Error> {
     match shared.cache.lookup() {
         Some(ready) => Ok(ready),
-        None => Arc::clone(&shared.cache).wait().await,
+        None => crate::metrics::waited_for_token(Arc::clone(&shared.cache).wait()).await,
     }
 }
 
@@ -276,6 +276,7 @@ impl<C: ClassifyExpiry> Middleware for DouyinAuthMiddleware<C> {
         let Some(rejection) = rejection else {
             return Ok(res);
         };
+        crate::metrics::expiry_answer();
         let path = replay.as_ref().map(|r| r.url().path());
         let after = shared.cache.rejected(ready.generation, rejection, path);
         tracing::debug!(
@@ -303,6 +304,7 @@ impl<C: ClassifyExpiry> Middleware for DouyinAuthMiddleware<C> {
             generation = ready.generation,
             "retry sent"
         );
+        crate::metrics::retry_sent();
         let res = scrub(shared, next.run(again, extensions).await)?;
         arrived_from_allowed(shared, &res).map_err(middleware_error)?;
         Ok(res)

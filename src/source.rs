@@ -166,6 +166,9 @@ pub(crate) trait DynTokenSource: Send + Sync + 'static {
     fn type_name(&self) -> &'static str;
     /// The full type name, with its path and generic parameters (for the metrics' `family`).
     fn full_type_name(&self) -> &'static str;
+    /// The user whose tokens this source fetches, when the per-user layer knows it (for the
+    /// refresh logs; never a metric label).
+    fn open_id(&self) -> Option<&str>;
 }
 
 impl<T: TokenSource> DynTokenSource for T {
@@ -186,6 +189,10 @@ impl<T: TokenSource> DynTokenSource for T {
 
     fn full_type_name(&self) -> &'static str {
         std::any::type_name::<T>()
+    }
+
+    fn open_id(&self) -> Option<&str> {
+        None
     }
 }
 

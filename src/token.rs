@@ -67,6 +67,54 @@ pub struct Token {
     refresh_token: Option<Secret>,
     refresh_expires_in: Option<Duration>,
     scopes: Vec<String>,
+    provenance: Provenance,
+}
+
+/// Where a token a [`TokenSource`](crate::TokenSource) hands out came from: the `outcome` of
+/// the `token refresh finished` log says it (`fetched`, `adopted`, or `unchanged` when the
+/// source handed back the token the cache already had), so a log tells a call to Douyin from
+/// a token another instance fetched.
+///
+/// A source that reads tokens someone else fetched marks them
+/// [`Adopted`](Provenance::Adopted) with [`Token::with_provenance`];
+/// [`SharedSource`](crate::store::SharedSource), [`StoredUser`](crate::users::StoredUser) and
+/// [`UserTokens`](crate::douyin::UserTokens) (its stored token on the first fetch) do. Any
+/// other token is [`Fetched`](Provenance::Fetched). It is not kept by stores, and two tokens
+/// with the same secret are equal whatever their provenance.
+///
+/// ```
+/// use std::time::Duration;
+/// use douyin_auth::{Provenance, Token};
+///
+/// let fetched = Token::new("clt.secret", Duration::from_secs(7200));
+/// assert_eq!(fetched.provenance(), Provenance::Fetched);
+/// let adopted = fetched.with_provenance(Provenance::Adopted);
+/// assert_eq!(adopted.provenance(), Provenance::Adopted);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Provenance {
+    /// Fetched by this source (from Douyin, or wherever it gets new tokens): the default.
+    #[default]
+    Fetched,
+    /// Read from a store or handed in: another instance, or an earlier run, fetched it.
+    Adopted,
+}
+
+impl Provenance {
+    /// The word the refresh log's `outcome` uses: `fetched`, `adopted`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provenance::Fetched => "fetched",
+            Provenance::Adopted => "adopted",
+        }
+    }
+}
+
+impl fmt::Display for Provenance {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl Token {
@@ -80,6 +128,7 @@ impl Token {
             refresh_token: None,
             refresh_expires_in: None,
             scopes: Vec::new(),
+            provenance: Provenance::Fetched,
         }
     }
 
@@ -123,6 +172,20 @@ impl Token {
     pub fn with_obtained_at(mut self, obtained_at: Instant) -> Self {
         self.obtained_at = obtained_at;
         self
+    }
+
+    /// Marks where the token came from (by default [`Provenance::Fetched`]): a source that
+    /// hands out a token read from a store marks it [`Provenance::Adopted`], and the refresh
+    /// log says so.
+    #[must_use]
+    pub fn with_provenance(mut self, provenance: Provenance) -> Self {
+        self.provenance = provenance;
+        self
+    }
+
+    /// Where the token came from; see [`Provenance`].
+    pub fn provenance(&self) -> Provenance {
+        self.provenance
     }
 
     /// The secret access token. Handle with care: never log it.
@@ -198,6 +261,7 @@ impl fmt::Debug for Token {
             .field("refresh_token", &self.refresh_token)
             .field("refresh_expires_in", &self.refresh_expires_in)
             .field("scopes", &self.scopes)
+            .field("provenance", &self.provenance)
             .finish()
     }
 }

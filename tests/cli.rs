@@ -88,7 +88,7 @@ async fn api_sends_n_requests_through_one_token_and_no_progress_bar_off_a_termin
 }
 
 #[tokio::test]
-async fn credential_picks_the_token_endpoint_and_unsupported_kinds_are_usage_errors() {
+async fn credential_picks_the_token_endpoint() {
     let mock = MockDouyin::start().await.unwrap();
     let out = run(
         &mut against(&mock),
@@ -104,15 +104,88 @@ async fn credential_picks_the_token_endpoint_and_unsupported_kinds_are_usage_err
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     let c = mock.counters();
     assert_eq!((c.stable_client_token_calls, c.client_token_calls), (0, 1));
+}
 
-    for kind in ["mini-app", "mini-game"] {
+/// Each kind's token, from its own endpoint, on an API that takes that kind where that API
+/// reads it (the mini-game APIs read the `access_token` header, not `access-token`).
+const KINDS: [(&str, &str); 4] = [
+    ("stable-client-token", "/data/extern/billboard/hot_video/"),
+    ("client-token", "/data/extern/billboard/hot_video/"),
+    ("mini-app", "/api/apps/v2/qrcode/create/"),
+    ("mini-game", "/mgplatform/api/apps/set_user_storage/"),
+];
+
+#[tokio::test]
+async fn every_credential_kind_calls_an_api_that_takes_its_token() {
+    let mock = MockDouyin::start().await.unwrap();
+    for (kind, path) in KINDS {
         let out = run(
             &mut against(&mock),
-            &["api", "--credential", kind, "GET", "/x/"],
+            &[
+                "api",
+                "--credential",
+                kind,
+                "--requests",
+                "3",
+                "--concurrency",
+                "3",
+                "GET",
+                path,
+            ],
         )
         .await;
-        assert_eq!(out.code, Some(2), "{kind}: {}", out.stderr);
-        assert!(out.stderr.contains("not supported yet"), "{}", out.stderr);
+        assert_eq!(out.code, Some(0), "{kind}: {}", out.stderr);
+        assert_eq!(
+            out.stderr, "douyin: 3 requests, 3 ok, 0 failed; 1 token fetches\n",
+            "{kind}"
+        );
+        assert_eq!(out.stdout.lines().count(), 3, "{kind}: {}", out.stdout);
+
+        let out = run(&mut against(&mock), &["token", "--credential", kind]).await;
+        assert_eq!(out.code, Some(0), "{kind}: {}", out.stderr);
+        assert!(
+            out.stdout.starts_with(&format!("{kind}: expires in ")),
+            "{kind}: {}",
+            out.stdout
+        );
+    }
+    let c = mock.counters();
+    assert_eq!(
+        (
+            c.stable_client_token_calls,
+            c.client_token_calls,
+            c.mini_app_token_calls,
+            c.mini_game_stable_token_calls
+        ),
+        (2, 2, 2, 2),
+        "one token call per run"
+    );
+}
+
+#[tokio::test]
+async fn a_token_of_the_wrong_kind_is_a_failure_in_every_answer_shape() {
+    let mock = MockDouyin::start().await.unwrap();
+    // The mock answers each refusal with HTTP 200 and the API family's own code field
+    // (`errcode` on the mini-game APIs, `err_no` on the mini-app ones), as Douyin does.
+    for (kind, path) in [
+        (
+            "stable-client-token",
+            "/mgplatform/api/apps/set_user_storage/",
+        ),
+        ("stable-client-token", "/api/apps/v2/qrcode/create/"),
+        ("mini-app", "/data/extern/billboard/hot_video/"),
+    ] {
+        let out = run(
+            &mut against(&mock),
+            &["api", "--credential", kind, "GET", path],
+        )
+        .await;
+        assert_eq!(out.code, Some(1), "{kind} on {path}: {}", out.stdout);
+        assert!(
+            out.stderr.contains("1 requests, 0 ok, 1 failed"),
+            "{kind} on {path}: {}",
+            out.stderr
+        );
     }
 }
 
@@ -166,6 +239,61 @@ async fn exit_codes_are_the_examples() {
     for word in ["api", "token", "mock", "DOUYIN_CLIENT_KEY", "Exit status"] {
         assert!(out.stdout.contains(word), "{word}: {}", out.stdout);
     }
+    // `api --help` names every kind and what its credentials are.
+    let out = run(&mut douyin(), &["api", "--help"]).await;
+    assert_eq!(out.code, Some(0));
+    for (kind, _) in KINDS {
+        assert!(out.stdout.contains(kind), "{kind}: {}", out.stdout);
+    }
+    assert!(out.stdout.contains("app id"), "{}", out.stdout);
+    assert!(!out.stdout.contains("not supported"), "{}", out.stdout);
+}
+
+/// A loopback address nothing listens on: a port the OS gave us, then closed.
+fn refused_base_url() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn a_failure_says_what_failed_and_the_root_cause_once() {
+    let base = refused_base_url();
+    let mut cmd = douyin();
+    cmd.env("DOUYIN_CLIENT_KEY", "key")
+        .env("DOUYIN_CLIENT_SECRET", "secret")
+        .env("DOUYIN_BASE_URL", &base);
+    let out = run(
+        &mut cmd,
+        &["api", "GET", "/data/extern/billboard/hot_video/"],
+    )
+    .await;
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    let line = out.stderr.lines().next().unwrap_or_default();
+    assert!(
+        line.starts_with(
+            "douyin: request failed: could not get a token: the token endpoint request \
+             (/oauth/stable_client_token/) failed: "
+        ),
+        "{line}"
+    );
+    assert_eq!(line.to_lowercase().matches("refused").count(), 1, "{line}");
+
+    let mut cmd = douyin();
+    cmd.env("DOUYIN_CLIENT_KEY", "key")
+        .env("DOUYIN_CLIENT_SECRET", "secret")
+        .env("DOUYIN_BASE_URL", &base);
+    let out = run(&mut cmd, &["token", "--credential", "mini-app"]).await;
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    let line = out.stderr.trim_end();
+    assert!(
+        line.starts_with(
+            "douyin: could not get a token: the token endpoint request (/api/apps/v2/token) failed: "
+        ),
+        "{line}"
+    );
+    assert_eq!(line.to_lowercase().matches("refused").count(), 1, "{line}");
 }
 
 #[tokio::test]

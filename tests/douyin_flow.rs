@@ -250,6 +250,108 @@ async fn the_douyin_api_example_shares_one_token_across_its_requests() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+/// A loopback address nothing listens on: a port the OS gave us, then closed.
+fn refused_base_url() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    format!("http://{addr}")
+}
+
+/// A failed request is reported with what failed and the root cause, each once: the crate's
+/// errors already display their root cause, so the example does not print it again.
+#[tokio::test]
+async fn the_douyin_api_example_says_each_fact_of_a_failure_once() {
+    let out = tokio::process::Command::new(example("douyin_api"))
+        .args(["GET", "/data/extern/billboard/hot_video/"])
+        .env("DOUYIN_CLIENT_KEY", "key")
+        .env("DOUYIN_CLIENT_SECRET", "secret")
+        .env("DOUYIN_BASE_URL", refused_base_url())
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("douyin_api: request failed: "))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(
+        line.starts_with(
+            "douyin_api: request failed: could not get a token: the token endpoint request \
+             (/oauth/stable_client_token/) failed: "
+        ),
+        "{line}"
+    );
+    assert_eq!(line.to_lowercase().matches("refused").count(), 1, "{line}");
+    assert_eq!(line.matches("failed").count(), 2, "{line}");
+}
+
+/// A Douyin whose stable endpoint keeps handing out a token its APIs reject, and whose classic
+/// endpoint hands out one they accept.
+async fn stuck_stable_token_server() -> String {
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let svc = service_fn(|req: http::Request<hyper::body::Incoming>| async move {
+                let token = |t: &str| {
+                    format!(
+                        r#"{{"data":{{"access_token":"{t}","expires_in":7200,"error_code":0,"description":""}},"message":"success"}}"#
+                    )
+                };
+                let answer = match req.uri().path() {
+                    "/oauth/stable_client_token/" => token("clt.stuck"),
+                    "/oauth/client_token/" => token("clt.new"),
+                    _ => {
+                        let code = match req.headers().get("access-token") {
+                            Some(t) if t == "clt.new" => 0,
+                            _ => 2_190_008,
+                        };
+                        format!(
+                            r#"{{"data":{{"error_code":{code},"description":""}},"extra":{{"error_code":{code},"logid":"x"}}}}"#
+                        )
+                    }
+                };
+                Ok::<_, std::convert::Infallible>(
+                    http::Response::builder()
+                        .header("content-type", "application/json")
+                        .body(Full::new(Bytes::from(answer)))
+                        .unwrap(),
+                )
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc),
+            );
+        }
+    });
+    base
+}
+
+/// The example's fetch counter passes the rejected token on to the source, so the stable
+/// endpoint's rejected token is replaced from the classic endpoint and the request retried.
+#[tokio::test]
+async fn the_douyin_api_example_replaces_a_rejected_stable_token() {
+    let base = stuck_stable_token_server().await;
+    let out = tokio::process::Command::new(example("douyin_api"))
+        .args(["GET", "/data/extern/billboard/hot_video/"])
+        .env("DOUYIN_CLIENT_KEY", "key")
+        .env("DOUYIN_CLIENT_SECRET", "secret")
+        .env("DOUYIN_BASE_URL", &base)
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("1 requests, 1 ok, 0 failed; 2 token fetches"),
+        "{stderr}"
+    );
+}
+
 /// `--credential KIND`: each app-token kind against the mock, one fetch for all requests; the
 /// app kinds take the app id and secret from the same variables.
 #[tokio::test]

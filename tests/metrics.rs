@@ -18,7 +18,7 @@ use bytes::Bytes;
 use douyin_auth::douyin::ClientCredentials;
 use douyin_auth::metrics as m;
 use douyin_auth::mock::MockDouyin;
-use douyin_auth::store::{Lease, SharedSource, TokenStore};
+use douyin_auth::store::{Lease, MemoryStore, SharedSource, TokenStore};
 use douyin_auth::{source_fn, BoxError, DouyinAuthLayer, DouyinError, Token, VerifyWebhookLayer};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
@@ -125,6 +125,17 @@ async fn each_metric_moves_when_its_event_happens() {
     let remaining =
         now.gauges["douyin_auth_token_remaining_seconds{family=client,source=ClientCredentials}"];
     assert!((7000.0..=7200.0).contains(&remaining), "{remaining}");
+    // The expiry as a Unix time: what `expiry - time()` on a dashboard counts down from.
+    let expires_at = now.gauges
+        ["douyin_auth_token_expiry_timestamp_seconds{family=client,source=ClientCredentials}"];
+    let unix_now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        (expires_at - (unix_now + remaining)).abs() < 5.0,
+        "{expires_at} vs {unix_now} + {remaining}"
+    );
 
     // A fresh token: nothing moves.
     let res = client.clone().oneshot(get()).await.unwrap();
@@ -186,6 +197,53 @@ async fn each_metric_moves_when_its_event_happens() {
             ),
         ])
     );
+
+    // A newer token another instance stored, picked up by the background re-read: the
+    // lifetime gauges follow it, without a refresh.
+    let store = MemoryStore::new();
+    let ours = source_fn(|| async {
+        Ok::<_, BoxError>(Token::new("clt.ours", Duration::from_secs(3600)))
+    });
+    let shared = SharedSource::new(ours, store.clone(), "client_token:reread");
+    let layer = DouyinAuthLayer::new(shared.clone());
+    layer
+        .layer(support::Recorder::new().service(|_, _| support::text("ok")))
+        .oneshot(support::req(""))
+        .await
+        .unwrap();
+    let gauge = |moved: &Moved, name: &str| {
+        moved.gauges[&format!("{name}{{family=other,source=SharedSource}}")]
+    };
+    let before = moved(&snapshotter, &mut seen);
+    assert!(gauge(&before, m::TOKEN_REMAINING) <= 3600.0);
+    store
+        .put(
+            "client_token:reread",
+            &Token::new("clt.theirs", Duration::from_secs(7200)),
+        )
+        .await
+        .unwrap();
+    tokio::time::pause();
+    shared
+        .reread_every(&layer, Duration::from_secs(10))
+        .unwrap();
+    // The re-read task starts its first sleep; then its interval passes.
+    support::settle().await;
+    tokio::time::advance(Duration::from_secs(20)).await;
+    for _ in 0..10_000 {
+        if layer.cached_token().unwrap().secret() == "clt.theirs" {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    tokio::time::resume();
+    let after = moved(&snapshotter, &mut seen);
+    assert_eq!(after.counts, counts(&[]), "no refresh");
+    let remaining = gauge(&after, m::TOKEN_REMAINING);
+    assert!((7100.0..=7200.0).contains(&remaining), "{remaining}");
+    let expiry_moved = gauge(&after, m::TOKEN_EXPIRY) - gauge(&before, m::TOKEN_EXPIRY);
+    assert!((3500.0..=3620.0).contains(&expiry_moved), "{expiry_moved}");
+    drop(layer);
 
     // A failing source: a failed refresh, a back-off, a request that waited in vain.
     let failing = source_fn(|| async { Err::<Token, BoxError>("the vault is sealed".into()) });
@@ -266,6 +324,42 @@ async fn each_metric_moves_when_its_event_happens() {
             1
         )])
     );
+
+    // The reqwest middleware records what the layer records: the wait of a cold cache, then an
+    // expiry answer and its retry.
+    #[cfg(feature = "reqwest-middleware")]
+    {
+        let source = ClientCredentials::new(mock.client_key(), mock.client_secret())
+            .base_url(mock.base_url());
+        let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+            .with(douyin_auth::DouyinAuthMiddleware::new(source))
+            .build();
+        let res = client.get(url.as_str()).send().await.unwrap();
+        assert!(res.status().is_success());
+        res.bytes().await.unwrap();
+        assert_eq!(
+            moved(&snapshotter, &mut seen).counts,
+            counts(&[
+                ("douyin_auth_refresh_duration_seconds{family=client,outcome=ok,source=ClientCredentials}", 1),
+                ("douyin_auth_refreshes_total{family=client,outcome=ok,source=ClientCredentials}", 1),
+                ("douyin_auth_token_wait_seconds{outcome=ok}", 1),
+                ("douyin_auth_token_waits_total{outcome=ok}", 1),
+            ])
+        );
+        mock.expire_all_tokens();
+        let res = client.get(url.as_str()).send().await.unwrap();
+        assert!(res.status().is_success());
+        res.bytes().await.unwrap();
+        assert_eq!(
+            moved(&snapshotter, &mut seen).counts,
+            counts(&[
+                ("douyin_auth_expiry_answers_total{}", 1),
+                ("douyin_auth_refresh_duration_seconds{family=client,outcome=ok,source=ClientCredentials}", 1),
+                ("douyin_auth_refreshes_total{family=client,outcome=ok,source=ClientCredentials}", 1),
+                ("douyin_auth_retries_total{}", 1),
+            ])
+        );
+    }
 
     // Every documented metric moved in this test.
     let documented: BTreeSet<String> = m::ALL.iter().map(|n| (*n).to_owned()).collect();

@@ -1,6 +1,7 @@
 //! The published crate's documents agree with its manifest: every Cargo feature (but `default`)
 //! has exactly one row in the README's feature table and in the crate docs' table (src/lib.rs),
-//! and neither table names a feature Cargo.toml does not define.
+//! and neither table names a feature Cargo.toml does not define; the license files are there
+//! and in the package.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -128,4 +129,35 @@ fn the_checker_catches_a_missing_a_doubled_and_an_unknown_feature() {
     );
     let manifest = "[package]\nname = \"x\"\n[features]\ndefault = [\"a\"]\n# a comment\na = []\nb = [\"dep:c\"]\n[dependencies]\nc = \"1\"\n";
     assert_eq!(cargo_features(manifest), vec!["a", "b"]);
+}
+
+/// The license files Cargo.toml's `license = "MIT OR Apache-2.0"` promises are at the root
+/// and go into the published package.
+#[test]
+fn the_license_files_are_there_and_in_the_package() {
+    let manifest = read("Cargo.toml");
+    assert!(
+        manifest.contains(r#"license = "MIT OR Apache-2.0""#),
+        "the license changed: update the license files and this test"
+    );
+    let mit = read("LICENSE-MIT");
+    assert!(mit.starts_with("MIT License\n\nCopyright (c) The douyin-auth developers\n"));
+    assert!(mit.contains("Permission is hereby granted, free of charge"));
+    let apache = read("LICENSE-APACHE");
+    let words = apache.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(words.starts_with("Apache License Version 2.0, January 2004"));
+    assert!(apache.contains("END OF TERMS AND CONDITIONS"));
+    assert!(apache.contains("Copyright The douyin-auth developers"));
+
+    let out = std::process::Command::new(env!("CARGO"))
+        .args(["package", "--list", "--allow-dirty", "--offline"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "cargo package --list: {stderr}");
+    let files = String::from_utf8(out.stdout).unwrap();
+    for license in ["LICENSE-MIT", "LICENSE-APACHE"] {
+        assert!(files.lines().any(|f| f == license), "{license}: {files}");
+    }
 }

@@ -113,7 +113,7 @@ async fn refresh_expiry_retry_failure_and_persistence_are_traced_without_secrets
         "token_refresh{source=",
         "token refresh started",
         "token refresh finished",
-        "outcome=\"ok\"",
+        "outcome=\"fetched\"",
         "duration_ms=",
         "generation=",
         "token expiry detected",

@@ -519,6 +519,7 @@ impl TokenCache {
         match self.prepare(token, false, None) {
             Ok(c) => {
                 tracing::debug!(target: "douyin_auth", generation = c.generation, "token adopted from the store");
+                crate::metrics::published(self.source.full_type_name(), c.token.remaining());
                 self.publish(&mut st, c);
                 true
             }
@@ -716,6 +717,17 @@ impl Drop for FlightGuard {
     }
 }
 
+/// The `outcome` of a refresh that brought a token: `unchanged` when the source handed back
+/// the token the cache had (a stable endpoint), else where the token came from (`fetched`,
+/// `adopted` from a store).
+fn refreshed_how(c: &CachedToken, unchanged: bool) -> &'static str {
+    if unchanged {
+        "unchanged"
+    } else {
+        c.token.provenance().as_str()
+    }
+}
+
 /// The one refresh: runs the fetch to completion (a refresh token Douyin consumed must not be
 /// dropped half-way) and only then ends the flight, so no second fetch ever starts beside it.
 /// The refresh timeout bounds how long requests wait for it, not the fetch; a fetch that hangs
@@ -742,9 +754,10 @@ async fn run_refresh(
         };
         tokio::time::timeout(hard_limit, fetch).await
     });
+    let mut unchanged = false;
     let outcome = match fetch.await {
         Ok(Ok(Ok(token))) => {
-            let unchanged = cache.is_unchanged(&token);
+            unchanged = cache.is_unchanged(&token);
             cache.prepare(token, unchanged, replaced)
         }
         Ok(Ok(Err(e))) => Err(Failure::Source(SharedError::new(e))),
@@ -765,10 +778,13 @@ async fn run_refresh(
     );
     guard.finished = true;
     let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    // Whose token it is: the per-user layer's user, else the token's own (never a secret).
+    let open_id = cache.source.open_id();
     match &outcome {
         Ok(c) => tracing::info!(
             target: "douyin_auth",
-            outcome = "ok",
+            outcome = refreshed_how(c, unchanged),
+            open_id = open_id.or(c.token.open_id()),
             generation = c.generation,
             duration_ms,
             expires_in_s = c.token.remaining().as_secs(),
@@ -777,6 +793,7 @@ async fn run_refresh(
         Err(f) => tracing::warn!(
             target: "douyin_auth",
             outcome = "error",
+            open_id,
             duration_ms,
             error = %f.to_error(),
             cause = f.cause().map(tracing::field::display),

@@ -17,7 +17,7 @@ use crate::error::{BoxError, DouyinError, Error};
 use crate::source::BoxFuture;
 use crate::source::TokenSource;
 use crate::token::Secret;
-use crate::token::Token;
+use crate::token::{Provenance, Token};
 
 /// The default renewal window: 15 days, one user access-token lifetime.
 ///
@@ -312,7 +312,8 @@ impl<C: HttpClient> UserTokens<C> {
             && state.current.remaining() >= ADOPT_MIN_REMAINING
         {
             state.served = true;
-            return Ok(state.current.clone());
+            // The stored token, handed in: fetched before, not now.
+            return Ok(state.current.clone().with_provenance(Provenance::Adopted));
         }
         state.served = true;
 

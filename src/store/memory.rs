@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::{entry_lifetime, Lease, TokenStore};
+use crate::token::Provenance;
 use crate::{BoxError, Token};
 
 struct Entry {
@@ -62,7 +63,9 @@ impl MemoryStore {
         inner.tokens.insert(
             key.to_owned(),
             Entry {
-                token: token.clone(),
+                // The token, not how the writer came by it: a store that serializes
+                // tokens drops that too.
+                token: token.clone().with_provenance(Provenance::Fetched),
                 until,
             },
         );

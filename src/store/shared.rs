@@ -10,6 +10,7 @@ use tokio::time::Instant;
 
 use super::{Lease, TokenStore};
 use crate::douyin::{ClientCredentials, HttpClient};
+use crate::token::Provenance;
 use crate::{BoxError, Token, TokenSource};
 
 /// Default lease time: how long one instance may take to fetch a token before another may.
@@ -180,6 +181,7 @@ impl<T: TokenSource, St: TokenStore> SharedSource<T, St> {
                     // Never a token this source handed out last: after the cache dropped a
                     // rejected token it is empty, and `offer` would publish it again.
                     Ok(Some(t)) if inner.adoptable(&t) => {
+                        let t = t.with_provenance(Provenance::Adopted);
                         if cache.offer(t.clone()) {
                             inner.hand_out(t);
                         }
@@ -403,6 +405,11 @@ impl<T: TokenSource, St: TokenStore> Inner<T, St> {
         token
     }
 
+    /// Hands out a token read from the store, marked as adopted (another instance fetched it).
+    fn adopt(&self, stored: Token) -> Token {
+        self.hand_out(stored.with_provenance(Provenance::Adopted))
+    }
+
     fn store_ok(&self) {
         if self.degraded.swap(false, Ordering::Relaxed) {
             tracing::info!(target: "douyin_auth", key = %self.key, "token store reachable again; sharing tokens through it");
@@ -457,7 +464,7 @@ impl<T: TokenSource, St: TokenStore> SharedSource<T, St> {
                 Ok(Step::Adopted(t)) => {
                     inner.store_ok();
                     tracing::debug!(target: "douyin_auth", key = %inner.key, "adopted the stored token");
-                    return Ok(inner.hand_out(t));
+                    return Ok(inner.adopt(t));
                 }
                 Ok(Step::Leased(lease)) => {
                     inner.store_ok();
@@ -490,7 +497,7 @@ impl<T: TokenSource, St: TokenStore> SharedSource<T, St> {
         if let Ok(Some(t)) = timed(inner.store_timeout, inner.store.get(&inner.key)).await {
             if inner.adoptable(&t) {
                 guard.release(inner.store_timeout).await;
-                return Ok(inner.hand_out(t));
+                return Ok(inner.adopt(t));
             }
         }
         tracing::debug!(target: "douyin_auth", key = %inner.key, "lease taken; fetching a token");
@@ -522,7 +529,7 @@ impl<T: TokenSource, St: TokenStore> SharedSource<T, St> {
                 // source handed out last (it may be the one Douyin rejected, still stored when
                 // nobody else wrote since): then the token just fetched is the one to use.
                 match timed(inner.store_timeout, inner.store.get(&inner.key)).await {
-                    Ok(Some(stored)) if inner.adoptable(&stored) => Ok(inner.hand_out(stored)),
+                    Ok(Some(stored)) if inner.adoptable(&stored) => Ok(inner.adopt(stored)),
                     _ => Ok(inner.hand_out(token)),
                 }
             }

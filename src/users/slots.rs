@@ -8,8 +8,10 @@ use tokio::time::Instant;
 
 use super::source::KeepSlot;
 use crate::cache::{CacheConfig, HeaderFormat, TokenCache};
-use crate::source::DynTokenSource;
+use crate::error::BoxError;
+use crate::source::{BoxFuture, DynTokenSource};
 use crate::sync::lock;
+use crate::token::Token;
 
 /// Default bound of the per-user slot map.
 pub const DEFAULT_MAX_USERS: usize = 10_000;
@@ -18,6 +20,38 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
 pub(crate) type Factory =
     Box<dyn Fn(&str) -> (Box<dyn DynTokenSource>, Option<KeepSlot>) + Send + Sync>;
+
+/// A user's source in its slot: the user's own source, and whose it is, so that the refresh
+/// logs name the user. The rest is the user's source (its name, its fetches).
+struct UserSlotSource {
+    open_id: Box<str>,
+    inner: Box<dyn DynTokenSource>,
+}
+
+impl DynTokenSource for UserSlotSource {
+    fn fetch_boxed(&self) -> BoxFuture<'_, Result<Token, BoxError>> {
+        self.inner.fetch_boxed()
+    }
+
+    fn fetch_replacing_boxed<'a>(
+        &'a self,
+        rejected: &'a Token,
+    ) -> BoxFuture<'a, Result<Token, BoxError>> {
+        self.inner.fetch_replacing_boxed(rejected)
+    }
+
+    fn type_name(&self) -> &'static str {
+        self.inner.type_name()
+    }
+
+    fn full_type_name(&self) -> &'static str {
+        self.inner.full_type_name()
+    }
+
+    fn open_id(&self) -> Option<&str> {
+        Some(&self.open_id)
+    }
+}
 
 pub(crate) struct Slot {
     pub(crate) cache: Arc<TokenCache>,
@@ -58,6 +92,10 @@ impl Slots {
             self.evict(&mut map, now);
         }
         let (source, keep) = (self.factory)(open_id);
+        let source = Box::new(UserSlotSource {
+            open_id: Box::from(open_id),
+            inner: source,
+        });
         let cache = Arc::new(TokenCache::new(source, self.config.clone(), self.format));
         map.insert(
             Box::from(open_id),

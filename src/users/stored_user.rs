@@ -14,7 +14,7 @@ use crate::source::TokenSource;
 use crate::store::shared::{jittered, timed, while_leased, LeaseGuard};
 use crate::store::{Lease, TokenStore};
 use crate::sync::lock;
-use crate::token::Token;
+use crate::token::{Provenance, Token};
 
 pub(crate) struct UserInner<C, St> {
     pub(crate) open_id: String,
@@ -181,6 +181,12 @@ impl<C: HttpClient, St: TokenStore> StoredUser<C, St> {
         token
     }
 
+    /// Hands out a pair read from the store, marked as adopted (another instance, or the code
+    /// exchange, wrote it).
+    fn adopt(&self, stored: Token) -> Token {
+        self.hand_out(stored.with_provenance(Provenance::Adopted))
+    }
+
     fn make_tokens(&self, token: Token) -> UserTokens<C> {
         let c = &self.inner.config;
         let store = Arc::clone(&c.store);
@@ -249,7 +255,7 @@ impl<C: HttpClient, St: TokenStore> StoredUser<C, St> {
                     if let Some(tokens) = slot.as_ref() {
                         tokens.adopt(t.clone()).await;
                     }
-                    return Ok(self.hand_out(t));
+                    return Ok(self.adopt(t));
                 }
             }
             match timed(c.store_timeout, c.store.try_lease(&inner.key, c.lease_ttl))
@@ -301,7 +307,7 @@ impl<C: HttpClient, St: TokenStore> StoredUser<C, St> {
                     if let Some(tokens) = slot.as_ref() {
                         tokens.adopt(t.clone()).await;
                     }
-                    return Ok(self.hand_out(t));
+                    return Ok(self.adopt(t));
                 }
                 Some(t) => match slot.as_ref() {
                     Some(tokens) => {
@@ -345,7 +351,7 @@ impl<C: HttpClient, St: TokenStore> StoredUser<C, St> {
                     tracing::info!(target: "douyin_auth", open_id = %inner.open_id, "the refresh token was dead but another pair is stored; using it");
                     let fresh = self.make_tokens(t.clone());
                     result = if self.adoptable(&t) {
-                        Ok(t)
+                        Ok(t.with_provenance(Provenance::Adopted))
                     } else {
                         while_leased(
                             &*c.store,

@@ -13,14 +13,15 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tower::{Layer, ServiceExt};
 
 use crate::pages::{next_page, Page};
-use crate::{AppArgs, Failure};
+use crate::{describe, AppArgs, Credential, Failure};
 
 /// The arguments of `douyin api`.
 #[derive(clap::Args, Debug)]
 #[command(
     after_help = "Examples:\n  douyin api GET /data/extern/billboard/hot_video/\n  \
 douyin api --requests 100 --concurrency 10 GET /data/extern/billboard/hot_video/\n  \
-douyin api --paginate GET '/api/douyin/v1/video/video_list/?open_id=OPEN_ID&count=10'"
+douyin api --paginate GET '/api/douyin/v1/video/video_list/?open_id=OPEN_ID&count=10'\n  \
+douyin api --credential mini-game --data '{…}' POST /mgplatform/api/apps/set_user_storage/"
 )]
 pub(crate) struct ApiArgs {
     #[command(flatten)]
@@ -38,8 +39,9 @@ pub(crate) struct ApiArgs {
     #[arg(long, default_value_t = 1, value_name = "C", value_parser = clap::value_parser!(u32).range(1..))]
     concurrency: u32,
 
-    /// Share the client token through this Redis with every other process using it (needs
-    /// the `redis` feature); the key prefix is DOUYIN_REDIS_PREFIX, default `douyin-auth:`.
+    /// Share the app's token (of the --credential kind) through this Redis with every other
+    /// process using it (needs the `redis` feature); the key prefix is DOUYIN_REDIS_PREFIX,
+    /// default `douyin-auth:`.
     #[arg(long, value_name = "URL")]
     redis: Option<String>,
 
@@ -86,9 +88,10 @@ pub(crate) async fn run(args: ApiArgs) -> Result<(), Failure> {
     let source = args.app.source()?;
     let fetches = Arc::clone(&source.fetches);
     let base_url = args.app.base_url()?;
+    let credential = args.app.credential;
     let layer = match &args.redis {
-        None => DouyinAuthLayer::new(source),
-        Some(url) => shared_layer(source, url).await?,
+        None => credential.layer(source),
+        Some(url) => shared_layer(source, url, credential).await?,
     };
     // ONE layered client for every request.
     let client: Client = layer.layer(HttpsClient::new());
@@ -184,7 +187,7 @@ async fn repeat(client: &Client, args: &ApiArgs, base_url: &str) -> Summary {
                 }
             }
             Err(e) => {
-                progress.suspend(|| eprintln!("douyin: request failed: {e}"));
+                progress.suspend(|| eprintln!("douyin: request failed: {}", describe(&*e)));
                 summary.failed += 1;
             }
         }
@@ -225,7 +228,7 @@ async fn paginate(client: &Client, args: &ApiArgs, base_url: &str) -> Summary {
         let (status, body) = match answer {
             Ok(answer) => answer,
             Err(e) => {
-                eprintln!("douyin: request failed: {e}");
+                eprintln!("douyin: request failed: {}", describe(&*e));
                 summary.failed += 1;
                 return summary;
             }
@@ -274,6 +277,10 @@ fn douyin_error_code(body: &[u8]) -> Option<i64> {
         &v["data"]["error_code"],
         &v["extra"]["error_code"],
         &v["err_no"],
+        &v["errcode"],
+        &v["error_code"],
+        &v["errno"],
+        &v["err"]["err_code"],
     ] {
         if let Some(c) = code(place).filter(|&c| c != 0) {
             return Some(c);
@@ -282,9 +289,13 @@ fn douyin_error_code(body: &[u8]) -> Option<i64> {
     None
 }
 
-/// A layer whose client token is shared through Redis with every other process using it.
+/// A layer whose app token is shared through Redis with every other process using it.
 #[cfg(feature = "redis")]
-async fn shared_layer<T: TokenSource>(source: T, url: &str) -> Result<DouyinAuthLayer, Failure> {
+async fn shared_layer<T: TokenSource>(
+    source: T,
+    url: &str,
+    credential: Credential,
+) -> Result<DouyinAuthLayer, Failure> {
     use douyin_auth::store::{RedisConfig, RedisStore, SharedSource};
     let mut config = RedisConfig::new(url);
     if let Ok(prefix) = std::env::var("DOUYIN_REDIS_PREFIX") {
@@ -294,8 +305,9 @@ async fn shared_layer<T: TokenSource>(source: T, url: &str) -> Result<DouyinAuth
         .await
         .map_err(|e| Failure::Usage(format!("--redis {url:?}: {e}")))?;
     let key = std::env::var("DOUYIN_CLIENT_KEY").unwrap_or_default();
-    let shared = SharedSource::new(source, store, format!("client_token:{key}"));
-    let layer = DouyinAuthLayer::new(shared.clone());
+    let prefix = credential.key_prefix();
+    let shared = SharedSource::new(source, store, format!("{prefix}:{key}"));
+    let layer = credential.layer(shared.clone());
     // Pick up a token another process stored before Douyin rejects ours.
     shared
         .reread_every(&layer, std::time::Duration::from_secs(60))
@@ -304,7 +316,11 @@ async fn shared_layer<T: TokenSource>(source: T, url: &str) -> Result<DouyinAuth
 }
 
 #[cfg(not(feature = "redis"))]
-async fn shared_layer<T: TokenSource>(_: T, _: &str) -> Result<DouyinAuthLayer, Failure> {
+async fn shared_layer<T: TokenSource>(
+    _: T,
+    _: &str,
+    _: Credential,
+) -> Result<DouyinAuthLayer, Failure> {
     Err(Failure::Usage(
         "--redis needs the `redis` feature: cargo install douyin-auth --features cli,redis".into(),
     ))

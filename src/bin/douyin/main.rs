@@ -2,8 +2,9 @@
 //! pages, serve the embedded mock, or show how long the app's token has left.
 //!
 //! Built with the feature `cli`: `cargo install douyin-auth --features cli`. The credentials
-//! come from `DOUYIN_CLIENT_KEY` and `DOUYIN_CLIENT_SECRET`, never from the command line (where
-//! other users of the machine could read them). Exit status: 0 when every answer was HTTP 2xx
+//! come from `DOUYIN_CLIENT_KEY` and `DOUYIN_CLIENT_SECRET` (the app id and secret with
+//! `--credential mini-app` or `mini-game`), never from the command line (where other users of
+//! the machine could read them). Exit status: 0 when every answer was HTTP 2xx
 //! without a Douyin error code, 1 otherwise, 2 on bad usage or missing credentials.
 
 mod api;
@@ -15,11 +16,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use douyin_auth::douyin::{ClientCredentials, HttpsClient};
-use douyin_auth::{BoxError, Token, TokenSource};
+use douyin_auth::douyin::codes::Family;
+use douyin_auth::douyin::{
+    ClientCredentials, HttpsClient, MiniAppCredentials, MiniGameCredentials, MINI_APP_BASE_URL,
+    MINI_GAME_BASE_URL,
+};
+use douyin_auth::expiry::DouyinExpiry;
+use douyin_auth::{BoxError, DouyinAuthLayer, Token, TokenPlacement, TokenSource};
 
-/// The default base URL of Douyin's OpenAPI.
-const DOUYIN: &str = "https://open.douyin.com";
+/// The default base URL of Douyin's OpenAPI (client tokens).
+const DOUYIN: &str = douyin_auth::douyin::DEFAULT_BASE_URL;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -29,7 +35,8 @@ const DOUYIN: &str = "https://open.douyin.com";
     long_about = "Call Douyin OpenAPI endpoints with the token handled for you: fetched once, \
 attached to every request, refreshed when it turns stale, and a request answered \"token \
 expired\" sent once more.\n\nThe app's credentials come from the environment: \
-DOUYIN_CLIENT_KEY and DOUYIN_CLIENT_SECRET. Try it without any: `douyin mock` serves a mock \
+DOUYIN_CLIENT_KEY and DOUYIN_CLIENT_SECRET (a mini app's or mini game's app id and secret \
+with --credential mini-app or mini-game). Try it without any: `douyin mock` serves a mock \
 Douyin on loopback and prints the variables to set.",
     after_help = "Exit status: 0 when every answer was HTTP 2xx without a Douyin error code, \
 1 otherwise, 2 on bad usage or missing credentials."
@@ -57,11 +64,14 @@ enum Command {
 /// The app's settings every command that talks to Douyin takes.
 #[derive(clap::Args, Debug, Clone)]
 struct AppArgs {
-    /// The API's base URL; plain http:// only for loopback hosts (a mock).
-    #[arg(long, env = "DOUYIN_BASE_URL", default_value = DOUYIN, value_name = "URL")]
-    base_url: String,
+    /// The API's base URL, default `https://open.douyin.com` (`https://developer.toutiao.com`
+    /// for mini-app, `https://minigame.zijieapi.com` for mini-game); plain http:// only for
+    /// loopback hosts (a mock).
+    #[arg(long, env = "DOUYIN_BASE_URL", value_name = "URL")]
+    base_url: Option<String>,
 
-    /// Which token to attach.
+    /// Which token to attach. For mini-app and mini-game, DOUYIN_CLIENT_KEY and
+    /// DOUYIN_CLIENT_SECRET are the app id and the app secret.
     #[arg(long, value_enum, default_value_t = Credential::StableClientToken, value_name = "KIND")]
     credential: Credential,
 }
@@ -74,9 +84,11 @@ enum Credential {
     StableClientToken,
     /// The app's client token from the classic `/oauth/client_token/`.
     ClientToken,
-    /// A mini app's access token (not supported yet).
+    /// A mini app's app token (`/api/apps/v2/token`), in the `access-token` header, with the
+    /// mini-app codes (40002 is a rejected token).
     MiniApp,
-    /// A mini game's access token (not supported yet).
+    /// A mini game's app token (the stable `/mgplatform/api/apps/stable_token`), in the
+    /// `access_token` header, where the mini-game server APIs read it.
     MiniGame,
 }
 
@@ -88,6 +100,67 @@ impl Credential {
             Credential::ClientToken => "client-token",
             Credential::MiniApp => "mini-app",
             Credential::MiniGame => "mini-game",
+        }
+    }
+
+    /// Where this kind's token endpoint and APIs are.
+    fn default_base_url(self) -> &'static str {
+        match self {
+            Credential::StableClientToken | Credential::ClientToken => DOUYIN,
+            Credential::MiniApp => MINI_APP_BASE_URL,
+            Credential::MiniGame => MINI_GAME_BASE_URL,
+        }
+    }
+
+    /// The start of the store key of the shared token (`--redis`): one key per kind, so a
+    /// mini-app token is never adopted as a client token.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    fn key_prefix(self) -> &'static str {
+        match self {
+            Credential::StableClientToken | Credential::ClientToken => "client_token",
+            Credential::MiniApp => "mini_app_token",
+            Credential::MiniGame => "mini_game_token",
+        }
+    }
+
+    /// A layer over `source` with this kind's options: where its APIs read the token and
+    /// the code table they answer with.
+    fn layer<T: TokenSource>(self, source: T) -> DouyinAuthLayer {
+        let builder = DouyinAuthLayer::builder(source);
+        match self {
+            Credential::StableClientToken | Credential::ClientToken => builder.build(),
+            Credential::MiniApp => builder
+                .classifier(DouyinExpiry::for_family(Family::MiniApp))
+                .build(),
+            Credential::MiniGame => builder
+                .placement(TokenPlacement::access_token_underscore())
+                .build(),
+        }
+    }
+}
+
+/// The token source of any `--credential` kind, over the built-in HTTPS client: one type, so
+/// `api` and `token` build one client whatever the kind.
+enum AppSource {
+    Client(ClientCredentials<HttpsClient>),
+    MiniApp(MiniAppCredentials<HttpsClient>),
+    MiniGame(MiniGameCredentials<HttpsClient>),
+}
+
+impl TokenSource for AppSource {
+    async fn fetch(&self) -> Result<Token, BoxError> {
+        match self {
+            AppSource::Client(source) => source.fetch().await,
+            AppSource::MiniApp(source) => source.fetch().await,
+            AppSource::MiniGame(source) => source.fetch().await,
+        }
+    }
+
+    async fn fetch_replacing(&self, rejected: &Token) -> Result<Token, BoxError> {
+        match self {
+            AppSource::Client(source) => source.fetch_replacing(rejected).await,
+            AppSource::MiniApp(source) => source.fetch_replacing(rejected).await,
+            AppSource::MiniGame(source) => source.fetch_replacing(rejected).await,
         }
     }
 }
@@ -120,24 +193,33 @@ impl<T: TokenSource> TokenSource for Counting<T> {
 impl AppArgs {
     /// The base URL, checked, without a trailing slash.
     fn base_url(&self) -> Result<String, Failure> {
-        let url = self.base_url.trim().trim_end_matches('/').to_owned();
+        let url = match &self.base_url {
+            Some(url) => url.trim().trim_end_matches('/').to_owned(),
+            None => self.credential.default_base_url().to_owned(),
+        };
         check_base_url(&url).map_err(Failure::Usage)?;
         Ok(url)
     }
 
-    /// The token source `--credential` names, over the built-in HTTPS client.
-    fn source(&self) -> Result<Counting<ClientCredentials<HttpsClient>>, Failure> {
+    /// The token source `--credential` names, over the built-in HTTPS client, counting its
+    /// fetches.
+    fn source(&self) -> Result<Counting<AppSource>, Failure> {
         let (key, secret) = credentials()?;
         let base_url = self.base_url()?;
-        let source = ClientCredentials::new(key, secret).base_url(base_url);
         let source = match self.credential {
-            Credential::StableClientToken => source,
-            Credential::ClientToken => source.classic(),
-            other @ (Credential::MiniApp | Credential::MiniGame) => {
-                return Err(Failure::Usage(format!(
-                    "--credential {} is not supported yet; use stable-client-token or client-token",
-                    other.name()
-                )))
+            Credential::StableClientToken => {
+                AppSource::Client(ClientCredentials::new(key, secret).base_url(base_url))
+            }
+            Credential::ClientToken => AppSource::Client(
+                ClientCredentials::new(key, secret)
+                    .classic()
+                    .base_url(base_url),
+            ),
+            Credential::MiniApp => {
+                AppSource::MiniApp(MiniAppCredentials::new(key, secret).base_url(base_url))
+            }
+            Credential::MiniGame => {
+                AppSource::MiniGame(MiniGameCredentials::new(key, secret).base_url(base_url))
             }
         };
         Ok(Counting {
@@ -199,7 +281,7 @@ async fn token(app: AppArgs) -> Result<(), Failure> {
     let token = source
         .fetch()
         .await
-        .map_err(|e| Failure::Failed(format!("could not get a token: {e}")))?;
+        .map_err(|e| Failure::Failed(format!("could not get a token: {}", describe(&*e))))?;
     let left = token.remaining();
     println!(
         "{}: expires in {} ({} s)",
@@ -208,6 +290,26 @@ async fn token(app: AppArgs) -> Result<(), Failure> {
         left.as_secs()
     );
     Ok(())
+}
+
+/// What failed and why, each said once: the error's message, then its root cause if the
+/// message does not say it already (the crate's errors do; an HTTP client's error may not).
+fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut root = e;
+    // Bounded: a chain of sources may, in theory, loop.
+    for _ in 0..32 {
+        match root.source() {
+            Some(next) => root = next,
+            None => break,
+        }
+    }
+    let cause = root.to_string();
+    if !out.contains(&cause) {
+        out.push_str(": ");
+        out.push_str(&cause);
+    }
+    out
 }
 
 /// `1h 59m 59s`.
