@@ -61,6 +61,12 @@ use http_body_util::Full;
 /// });
 /// needs_a_service(DouyinAuthLayer::new(StaticToken::new("t")).layer(inner));
 /// ```
+///
+/// If `client.oneshot(request)` fails with E0599 ("the method `oneshot` exists … but its
+/// trait bounds were not satisfied"), the request body is not `ReplayBody`: for
+/// `axum::body::Body` turn on the `axum` feature (for `tonic::body::Body`, `tonic`). rustc
+/// shows this trait's own message only for E0277, as in the call
+/// `tower::ServiceExt::oneshot(client, request)`.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a request body the douyin-auth layer can replay",
     label = "the layer's service needs a `ReplayBody` request body",
