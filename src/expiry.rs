@@ -343,11 +343,10 @@ mod scan {
     const UNSURE: i64 = i64::MIN;
 
     fn skip_ws(b: &[u8]) -> &[u8] {
-        let n = b
-            .iter()
-            .take_while(|c| matches!(c, b' ' | b'\t' | b'\n' | b'\r'))
-            .count();
-        &b[n..]
+        match b.iter().position(|c| !matches!(c, b' ' | b'\t' | b'\n' | b'\r')) {
+            Some(n) => &b[n..],
+            None => &[],
+        }
     }
 
     /// The value after `:` when the key is a key (followed by a colon), else `None`.
@@ -411,14 +410,20 @@ mod scan {
 
 /// Whether the headers say the body is JSON (`application/json`, `text/json`, `…+json`).
 pub fn is_json(headers: &HeaderMap) -> bool {
-    // On the bytes: a header value is visible ASCII or not text at all (`to_str` fails on it).
     let Some(ct) = headers
         .get(http::header::CONTENT_TYPE)
         .map(http::HeaderValue::as_bytes)
-        .filter(|ct| ct.is_ascii())
     else {
         return false;
     };
+    // Douyin's own value, compared whole; then the general rule, on the bytes (a header value
+    // that is not visible ASCII is no text at all: `to_str` fails on it).
+    if ct == b"application/json; charset=utf-8" || ct == b"application/json" {
+        return true;
+    }
+    if !ct.is_ascii() {
+        return false;
+    }
     let mime = ct
         .split(|&c| c == b';')
         .next()
