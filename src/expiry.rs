@@ -343,7 +343,10 @@ mod scan {
     const UNSURE: i64 = i64::MIN;
 
     fn skip_ws(b: &[u8]) -> &[u8] {
-        match b.iter().position(|c| !matches!(c, b' ' | b'\t' | b'\n' | b'\r')) {
+        match b
+            .iter()
+            .position(|c| !matches!(c, b' ' | b'\t' | b'\n' | b'\r'))
+        {
             Some(n) => &b[n..],
             None => &[],
         }

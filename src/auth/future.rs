@@ -93,7 +93,7 @@ where
         // attaching fails, which only `Query` placement can; the future fails at once.)
         ResponseFuture {
             replay: if inner.is_some() {
-                Some(Replay::capture(&req))
+                Replay::capture(&req)
             } else {
                 None
             },
@@ -346,8 +346,15 @@ where
                                 None => {
                                     // The original is sent (its header map has room for the
                                     // token; a copy's has none) and the copy kept.
-                                    *this.replay = Some(head.duplicate());
+                                    *this.replay = head.duplicate();
                                     head.into_request::<ReqBody>()
+                                }
+                            };
+                            let req = match req {
+                                Ok(req) => req,
+                                Err(e) => {
+                                    this.state.set(State::Done);
+                                    return Poll::Ready(Err(e));
                                 }
                             };
                             // The token is read now: it may have expired while the body came.
@@ -478,7 +485,13 @@ where
                         this.state.set(State::Done);
                         return Poll::Ready(Err(Error::Protocol("replay missing".into())));
                     };
-                    let mut req = replay.into_request::<ReqBody>();
+                    let mut req = match replay.into_request::<ReqBody>() {
+                        Ok(req) => req,
+                        Err(e) => {
+                            this.state.set(State::Done);
+                            return Poll::Ready(Err(e));
+                        }
+                    };
                     if let Err(e) = attach(&mut req, ready, this.shared) {
                         this.state.set(State::Done);
                         return Poll::Ready(Err(e));
@@ -530,7 +543,7 @@ impl<S, C> Begin<'_, S, C> {
     {
         match Plan::of(&req, self.shared) {
             Plan::Once => {}
-            Plan::Replay => *self.replay = Some(Replay::capture(&req)),
+            Plan::Replay => *self.replay = Replay::capture(&req),
             Plan::Buffer => {
                 let (parts, body) = req.into_parts();
                 *self.replay = Some(Replay::from_parts(parts));
@@ -632,7 +645,7 @@ fn on_rejected<F, ReqBody, ResBody>(
     let Some(generation) = generation else {
         return Err(Box::new(first));
     };
-    let path = replay.as_ref().map(|r| r.uri.path());
+    let path = replay.as_ref().map(Replay::path);
     let next = cache.rejected(generation, rejection, path);
     tracing::debug!(
         target: "douyin_auth",
