@@ -252,7 +252,7 @@
 //!
 //! - the classifier says the first answer means "expired or invalid token"
 //!   ([`expiry::DouyinExpiry`] by default: HTTP 401, or an expiry code in a JSON body read up to
-//!   the peek limit, 64 KiB; [`expiry::GrpcExpiry`] for gRPC; or your own
+//!   the peek limit, 16 KiB; [`expiry::GrpcExpiry`] for gRPC; or your own
 //!   [`expiry::ClassifyExpiry`]);
 //! - the request can be replayed: with the tower layer, an empty body or one of exactly known
 //!   size up to the replay limit (64 KiB); with the reqwest middleware, any body

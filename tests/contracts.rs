@@ -618,6 +618,54 @@ impl Body for StreamlessBody {
     }
 }
 
+/// A list answer is larger than any expiry answer Douyin sends (each under 1 KiB): declared
+/// over the peek limit, it reaches the caller without the layer reading a byte of it.
+#[tokio::test(start_paused = true)]
+async fn a_list_answer_over_the_peek_limit_is_handed_over_unread() {
+    let polls = Arc::new(AtomicUsize::new(0));
+    let list = format!(
+        r#"{{"data":{{"list":[{}],"error_code":0,"description":""}},"extra":{{"error_code":0}}}}"#,
+        vec![r#"{"item_id":"@9VxS1","title":"a video"}"#; 900].join(",")
+    );
+    assert!(list.len() > 32 * 1024);
+    let (body, counted) = (Bytes::from(list), Arc::clone(&polls));
+    let inner = tower::service_fn(move |_: Req| {
+        let body = Counted(Full::new(body.clone()), Arc::clone(&counted));
+        async move {
+            Ok::<_, Infallible>(
+                Response::builder()
+                    .header("content-type", "application/json; charset=utf-8")
+                    .body(body)
+                    .unwrap(),
+            )
+        }
+    });
+    let svc = DouyinAuthLayer::new(numbered(HOUR)).layer(inner);
+    let answer = svc.oneshot(req("x")).await.unwrap();
+    assert_eq!(polls.load(Ordering::SeqCst), 0, "the layer read the list answer");
+    assert!(body_string(answer.into_body()).await.ends_with(r#""error_code":0}}"#));
+}
+
+/// A body that counts its polls.
+struct Counted(Full<Bytes>, Arc<AtomicUsize>);
+
+impl Body for Counted {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.1.fetch_add(1, Ordering::SeqCst);
+        Pin::new(&mut self.0).poll_frame(cx)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.0.size_hint()
+    }
+}
+
 // ----- 10. no refresh storm on answers that keep saying "invalid" -----
 
 #[tokio::test(start_paused = true)]

@@ -242,7 +242,9 @@ impl<C> DouyinAuthLayerBuilder<C> {
     }
 
     /// How much of a JSON response is read, at most, to look for an expiry code. A larger
-    /// answer is passed on untouched and not classified by its body. Default: 64 KiB.
+    /// answer is passed on untouched and not classified by its body. Default: 16 KiB
+    /// ([`DEFAULT_PEEK_LIMIT`](crate::DEFAULT_PEEK_LIMIT): Douyin's expiry answers are under
+    /// 1 KiB); raise it for a classifier that reads larger answers.
     pub fn peek_limit(mut self, bytes: usize) -> Self {
         self.peek_limit = bytes;
         self

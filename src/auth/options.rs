@@ -17,8 +17,13 @@ pub const DEFAULT_REPLAY_LIMIT: usize = 64 * 1024;
 /// unclassified: 5 seconds.
 pub const DEFAULT_PEEK_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Default size up to which a JSON response body is read to look for an expiry code: 64 KiB.
-pub const DEFAULT_PEEK_LIMIT: usize = 64 * 1024;
+/// Default size up to which a JSON response body is read to look for an expiry code: 16 KiB.
+///
+/// Douyin's expiry answers carry a code and a message and no data: each is under 1 KiB. An
+/// answer declared larger than the limit (a list of videos or comments) cannot be one, and is
+/// handed on without being read; one of unknown size is read up to the limit, and past it
+/// handed on unclassified, what was read first.
+pub const DEFAULT_PEEK_LIMIT: usize = 16 * 1024;
 
 /// Everything the services of one layer share: the cache and the configuration.
 pub(crate) struct Shared<C> {
