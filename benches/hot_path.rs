@@ -247,6 +247,46 @@ fn json_answer_peek(c: &mut Criterion) {
     g.finish();
 }
 
+/// The per-user layer with `n` users cached: a request for one of them, against the
+/// single-token layer and the static header over the same inner service. The request carries
+/// its user's `OpenId` (inserted while the request is built, outside the timing).
+fn per_user(c: &mut Criterion) {
+    use douyin_auth::users::{OpenId, UserTokenLayer};
+    fn open_id(i: usize) -> String {
+        format!("_000{i:032}")
+    }
+    for n in [1usize, 100_000] {
+        let layer = UserTokenLayer::builder(|id: &str| StaticToken::new(format!("act.{id}")))
+            .max_users(n)
+            .build();
+        let mut users = layer.layer(inner(text_answer));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            for i in 0..n {
+                let mut req = bare();
+                req.extensions_mut().insert(OpenId::new(open_id(i)));
+                let res = users.ready().await.expect("ready").call(req).await;
+                assert!(res.is_ok(), "warm-up request {i} failed");
+            }
+        });
+        let mut g = c.benchmark_group(format!("per_user/{n}_users"));
+        let mut base = baseline(inner(text_answer));
+        let mut single = ours(inner(text_answer), true);
+        let with_user = || {
+            let mut req = bare();
+            req.extensions_mut().insert(OpenId::new(open_id(0)));
+            req
+        };
+        bench_one(&mut g, "set_request_header", &mut base, with_user);
+        bench_one(&mut g, "douyin_auth", &mut single, with_user);
+        bench_one(&mut g, "user_token_layer", &mut users, with_user);
+        g.finish();
+    }
+}
+
 /// What the clock read of the freshness check costs: tokio's `Instant::now`, which the cache
 /// uses, goes through tokio's mockable clock when tokio's `test-util` feature is on (as it is
 /// for these benchmarks, through the dev-dependency); without it, as in a production build,
@@ -269,5 +309,5 @@ fn parts(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, attach_only, json_answer_peek, parts);
+criterion_group!(benches, attach_only, json_answer_peek, per_user, parts);
 criterion_main!(benches);

@@ -285,3 +285,41 @@ where
         n
     })
 }
+
+/// A request of a user whose token is cached, through the per-user layer: no more
+/// allocations than the static header makes (the user's `OpenId` is not copied for the
+/// replay, and the user is looked up in place).
+#[test]
+fn a_users_request_allocates_no_more_than_a_static_header() {
+    use douyin_auth::users::{OpenId, UserTokenLayer};
+    let layer = UserTokenLayer::new(|id: &str| StaticToken::new(format!("act.{id}")));
+    let mut ours = layer.layer(tower::service_fn(inner));
+    let mut value = HeaderValue::from_static(TOKEN);
+    value.set_sensitive(true);
+    let mut baseline = SetRequestHeaderLayer::overriding(douyin_auth::ACCESS_TOKEN_HEADER, value)
+        .layer(tower::service_fn(inner));
+    let user_req = || {
+        let mut req = shapes()[0].1();
+        req.extensions_mut()
+            .insert(OpenId::new("_000aBcDeFgHiJkLmNoPqRsTuVwXyZ012345"));
+        req
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        ours.ready().await.unwrap().call(user_req()).await.unwrap();
+    });
+    for _ in 0..2 {
+        let _ = one(&mut ours, user_req());
+        let _ = one(&mut baseline, user_req());
+    }
+    let (base, base_b) = one(&mut baseline, user_req());
+    let (auth, auth_b) = one(&mut ours, user_req());
+    eprintln!("a user's request: static header {base} allocations ({base_b} B); UserTokenLayer {auth} ({auth_b} B)");
+    assert!(
+        auth <= base,
+        "UserTokenLayer allocated {auth} times for a cached user's request, a static header {base}"
+    );
+}

@@ -642,8 +642,14 @@ async fn a_list_answer_over_the_peek_limit_is_handed_over_unread() {
     });
     let svc = DouyinAuthLayer::new(numbered(HOUR)).layer(inner);
     let answer = svc.oneshot(req("x")).await.unwrap();
-    assert_eq!(polls.load(Ordering::SeqCst), 0, "the layer read the list answer");
-    assert!(body_string(answer.into_body()).await.ends_with(r#""error_code":0}}"#));
+    assert_eq!(
+        polls.load(Ordering::SeqCst),
+        0,
+        "the layer read the list answer"
+    );
+    assert!(body_string(answer.into_body())
+        .await
+        .ends_with(r#""error_code":0}}"#));
 }
 
 /// A body that counts its polls.

@@ -136,6 +136,37 @@ async fn each_user_has_one_refresh_in_flight_and_users_do_not_wait_for_each_othe
     assert_eq!(layer.users(), 2);
 }
 
+/// The retry after an expiry answer acts for the same user as the first send: both carry the
+/// request's `OpenId` (the layer's copy of the request leaves it out and puts it back).
+#[tokio::test]
+async fn the_retry_carries_the_users_open_id() {
+    let layer = UserTokenLayer::new(|_: &str| Scripted::new(Duration::from_secs(3600)));
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    let inner = tower::service_fn(move |r: Req| {
+        let mut log = log.lock().unwrap();
+        log.push(r.extensions().get::<OpenId>().map(|id| id.0.clone()));
+        // The first request fetches the user's token; the second is sent with it cached.
+        let answer = if log.len() == 2 {
+            json(r#"{"data":{"error_code":2190008,"description":"access_token expired"}}"#)
+        } else {
+            json(r#"{"data":{"error_code":0}}"#)
+        };
+        async move { Ok::<_, std::convert::Infallible>(answer) }
+    });
+    let svc = layer.layer(inner);
+    svc.clone().oneshot(user_req("o-1")).await.unwrap();
+    let answer = svc.oneshot(user_req("o-1")).await.unwrap();
+    assert!(body_string(answer.into_body())
+        .await
+        .contains(r#""error_code":0"#));
+    let user = Some(String::from("o-1"));
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![user.clone(), user.clone(), user]
+    );
+}
+
 #[tokio::test]
 async fn a_request_without_a_user_fails_typed() {
     let layer = UserTokenLayer::new(|_: &str| Scripted::new(Duration::from_secs(60)));

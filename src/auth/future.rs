@@ -28,6 +28,7 @@ use crate::cache::{AfterRejection, Ready, TokenCache, TokenHandle};
 use crate::error::{BoxError, Error};
 use crate::expiry::{ClassifyExpiry, HeadVerdict, Rejection};
 use crate::source::BoxFuture;
+use crate::users::OpenId;
 
 impl<S, ReqBody, ResBody, C> ResponseFuture<S, ReqBody, ResBody, C>
 where
@@ -59,7 +60,16 @@ where
             Some(handle) => c.lookup_with(handle),
             None => c.lookup(),
         };
+        // A user's request carries its `OpenId`: when that is its only extension, the replay
+        // copy leaves the extensions out (copying one allocates three times) and a retry gets
+        // the `OpenId` back from the user's cache. They are set aside meanwhile, whole (taking
+        // one out and putting it back would box it again).
+        let user = (cache.is_some()
+            && req.extensions().len() == 1
+            && req.extensions().get::<OpenId>().is_some())
+        .then(|| std::mem::take(req.extensions_mut()));
         let Some(mut ready) = ready else {
+            restore(&mut req, user);
             let state = State::WaitToken {
                 wait: Box::pin(crate::metrics::waited_for_token(Arc::clone(c).wait())),
                 request: Some(Box::new(req)),
@@ -70,6 +80,7 @@ where
             Plan::Once => None,
             Plan::Replay => Some(take_ready(this_inner)),
             Plan::Buffer => {
+                restore(&mut req, user);
                 let (parts, body) = req.into_parts();
                 drop(ready);
                 return ResponseFuture {
@@ -88,16 +99,19 @@ where
             }
         };
         let generation = Some(ready.generation);
-        // The fields are evaluated in the order written: the copy of the head for the replay
-        // is taken before the token is attached and the request sent. (The copy is kept when
-        // attaching fails, which only `Query` placement can; the future fails at once.)
+        // The copy of the head for the replay is taken before the token is attached and the
+        // request sent. (The copy is kept when attaching fails, which only `Query` placement
+        // can; the future fails at once.)
+        let replay = if inner.is_some() {
+            Replay::capture(&req)
+        } else {
+            None
+        };
+        restore(&mut req, user);
+        let attached = attach(&mut req, &mut ready, &shared);
         ResponseFuture {
-            replay: if inner.is_some() {
-                Replay::capture(&req)
-            } else {
-                None
-            },
-            state: match attach(&mut req, &mut ready, &shared) {
+            replay,
+            state: match attached {
                 Ok(()) => State::Send {
                     fut: inner.as_mut().unwrap_or(this_inner).call(req),
                 },
@@ -136,6 +150,14 @@ where
             None,
             State::Failed { error: Some(error) },
         )
+    }
+}
+
+/// Puts a user's request's extensions (its `OpenId`) back.
+#[inline]
+fn restore<B>(req: &mut Request<B>, user: Option<http::Extensions>) {
+    if let Some(extensions) = user {
+        *req.extensions_mut() = extensions;
     }
 }
 
@@ -492,6 +514,10 @@ where
                             return Poll::Ready(Err(e));
                         }
                     };
+                    // A user's request gets its `OpenId` back (the copy left it out).
+                    if let Some(id) = this.cache.as_ref().and_then(|c| c.open_id()) {
+                        req.extensions_mut().insert(OpenId::new(id));
+                    }
                     if let Err(e) = attach(&mut req, ready, this.shared) {
                         this.state.set(State::Done);
                         return Poll::Ready(Err(e));

@@ -42,10 +42,16 @@ impl Replay {
         } else {
             Head::Packed(Packed::new(req.method(), req.uri(), req.headers())?)
         };
+        // An emptied extension map still holds its table: cloning it would allocate.
+        let extensions = if req.extensions().is_empty() {
+            Extensions::new()
+        } else {
+            req.extensions().clone()
+        };
         Some(Self {
             head,
             version: req.version(),
-            extensions: req.extensions().clone(),
+            extensions,
             body: Bytes::new(),
         })
     }

@@ -293,6 +293,11 @@ impl TokenCache {
         self.usable_or_stale(handle.0.load().as_ref()?)
     }
 
+    /// The user whose tokens this cache holds, for a per-user layer's cache.
+    pub(crate) fn open_id(&self) -> Option<&str> {
+        self.source.open_id()
+    }
+
     /// `stale_at` is never after `usable_until` (see `prepare`), so a token before its stale
     /// point is always inside its usable life.
     #[inline]

@@ -64,27 +64,25 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        let open_id = req.extensions().get::<OpenId>().map(|id| id.0.clone());
-        let inner = match open_id {
-            Some(id) => {
-                let placed = match &self.slots.open_id_param {
-                    Some(param) => crate::auth::placement::set_query_param(req.uri(), param, &id)
-                        .map(|uri| *req.uri_mut() = uri),
-                    None => Ok(()),
-                };
-                match placed {
-                    Ok(()) => {
-                        let cache = self.slots.cache_for(&id);
-                        ResponseFuture::start(
-                            &mut self.inner,
-                            &self.shared,
-                            Lookup::User(cache),
-                            req,
-                        )
-                    }
-                    Err(e) => ResponseFuture::failed(&self.shared, e),
+        // The user is read in place (no copy of the open_id); the URI with the open_id in its
+        // query, if the APIs want it there, is set once the borrow ends.
+        let found = req.extensions().get::<OpenId>().map(|id| {
+            let uri = self
+                .slots
+                .open_id_param
+                .as_ref()
+                .map(|param| crate::auth::placement::set_query_param(req.uri(), param, &id.0))
+                .transpose()?;
+            Ok::<_, Error>((self.slots.cache_for(&id.0), uri))
+        });
+        let inner = match found {
+            Some(Ok((cache, uri))) => {
+                if let Some(uri) = uri {
+                    *req.uri_mut() = uri;
                 }
+                ResponseFuture::start(&mut self.inner, &self.shared, Lookup::User(cache), req)
             }
+            Some(Err(e)) => ResponseFuture::failed(&self.shared, e),
             None => ResponseFuture::failed(&self.shared, Error::MissingOpenId),
         };
         UserResponseFuture { inner }
