@@ -44,9 +44,9 @@ where
         mut req: Request<ReqBody>,
     ) -> Self {
         let shared = Arc::clone(this_shared);
-        let (cache, handle) = match lookup {
-            Lookup::Layer(handle) => (None, Some(handle)),
-            Lookup::User(cache) => (Some(cache), None),
+        let (cache, handle, now) = match lookup {
+            Lookup::Layer(handle) => (None, Some(handle), None),
+            Lookup::User(cache, now) => (Some(cache), None, Some(now)),
         };
         let c = cache.as_ref().unwrap_or(&shared.cache);
         // Each arm builds the whole future in one expression: the future is large, and every
@@ -56,9 +56,10 @@ where
         if let Err(e) = shared.targets.check(req.uri()) {
             return Self::with_state(None, shared, cache, State::Failed { error: Some(e) });
         }
-        let ready = match handle {
-            Some(handle) => c.lookup_with(handle),
-            None => c.lookup(),
+        let ready = match (handle, now) {
+            (Some(handle), _) => c.lookup_with(handle),
+            (None, Some(now)) => c.lookup_at(now),
+            (None, None) => c.lookup(),
         };
         // A user's request carries its `OpenId`: when that is its only extension, the replay
         // copy leaves the extensions out (copying one allocates three times) and a retry gets
@@ -172,8 +173,8 @@ fn take_ready<S: Clone>(this: &mut S) -> S {
 pub(crate) enum Lookup<'a> {
     /// The layer's own cache, through the calling service's handle on it.
     Layer(&'a mut TokenHandle),
-    /// A user's cache (the per-user layer).
-    User(Arc<TokenCache>),
+    /// A user's cache (the per-user layer), and the time the layer looked it up at.
+    User(Arc<TokenCache>, tokio::time::Instant),
 }
 
 pin_project! {

@@ -284,6 +284,14 @@ impl TokenCache {
         self.usable_or_stale(guard.as_ref()?)
     }
 
+    /// [`lookup`](Self::lookup) at `now`, a clock reading the caller just took (the per-user
+    /// layer's, for its slot): one clock read per request.
+    #[inline]
+    pub(crate) fn lookup_at(self: &Arc<Self>, now: Instant) -> Option<Ready> {
+        let guard = self.current.load();
+        self.usable_or_stale_at(guard.as_ref()?, now)
+    }
+
     /// [`lookup`](Self::lookup) through a service's own [`TokenHandle`] on this cache: the
     /// same answer, without the `ArcSwap` load when the token has not changed since the
     /// handle last read it.
@@ -302,7 +310,11 @@ impl TokenCache {
     /// point is always inside its usable life.
     #[inline]
     fn usable_or_stale(self: &Arc<Self>, cached: &CachedToken) -> Option<Ready> {
-        let now = Instant::now();
+        self.usable_or_stale_at(cached, Instant::now())
+    }
+
+    #[inline]
+    fn usable_or_stale_at(self: &Arc<Self>, cached: &CachedToken, now: Instant) -> Option<Ready> {
         if now < cached.stale_at {
             return Some(cached.ready());
         }

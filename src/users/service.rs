@@ -76,11 +76,11 @@ where
             Ok::<_, Error>((self.slots.cache_for(&id.0), uri))
         });
         let inner = match found {
-            Some(Ok((cache, uri))) => {
+            Some(Ok(((cache, now), uri))) => {
                 if let Some(uri) = uri {
                     *req.uri_mut() = uri;
                 }
-                ResponseFuture::start(&mut self.inner, &self.shared, Lookup::User(cache), req)
+                ResponseFuture::start(&mut self.inner, &self.shared, Lookup::User(cache, now), req)
             }
             Some(Err(e)) => ResponseFuture::failed(&self.shared, e),
             None => ResponseFuture::failed(&self.shared, Error::MissingOpenId),

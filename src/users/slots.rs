@@ -79,14 +79,15 @@ pub(crate) struct Slots {
 }
 
 impl Slots {
-    /// The cache of `open_id`, made on first use. One short lock per request, to find the slot
-    /// (no allocation unless the slot is new).
-    pub(crate) fn cache_for(&self, open_id: &str) -> Arc<TokenCache> {
+    /// The cache of `open_id`, made on first use, and the time it was looked up at (the
+    /// request's clock reading). One short lock per request, to find the slot (no allocation
+    /// unless the slot is new).
+    pub(crate) fn cache_for(&self, open_id: &str) -> (Arc<TokenCache>, Instant) {
         let now = Instant::now();
         let mut map = lock(&self.map);
         if let Some(slot) = map.get_mut(open_id) {
             slot.last_used = now;
-            return Arc::clone(&slot.cache);
+            return (Arc::clone(&slot.cache), now);
         }
         if map.len() >= self.max_users {
             self.evict(&mut map, now);
@@ -105,7 +106,7 @@ impl Slots {
                 keep,
             },
         );
-        cache
+        (cache, now)
     }
 
     /// Drops the idle slots, and if none was idle, the least recently used one. A slot in use
