@@ -34,6 +34,7 @@ impl<S, ReqBody, ResBody, C> ResponseFuture<S, ReqBody, ResBody, C>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
     ReqBody: ReplayBody,
+    ReqBody::Error: Into<BoxError>,
 {
     /// Starts a request with the layer's own cache through the service's handle on it (the
     /// single-token layer: no extra reference count on the hot path), or with a user's cache.
@@ -77,26 +78,53 @@ where
             };
             return Self::with_state(Some(take_ready(this_inner)), shared, cache, state);
         };
+        // The bytes of a body read here for the replay.
+        let mut read = None;
         let mut inner = match Plan::of(&req, &shared) {
             Plan::Once => None,
             Plan::Replay => Some(take_ready(this_inner)),
             Plan::Buffer => {
-                restore(&mut req, user);
-                let (parts, body) = req.into_parts();
-                drop(ready);
-                return ResponseFuture {
-                    state: State::Buffer {
-                        body,
-                        buf: BufferedBytes::default(),
-                        trailers: None,
-                    },
-                    inner: Some(take_ready(this_inner)),
-                    shared,
-                    cache,
-                    replay: Some(Replay::from_parts(parts)),
-                    generation: None,
-                    retried: false,
-                };
+                // A body in memory (`Full`, a JSON body the caller built) is read here, at once,
+                // with no task to wake; the request then goes as one with an empty body does.
+                // A body that makes the reader wait, or ends with trailers, goes to the
+                // `Buffer` state with what was read, polled there with the task's waker.
+                let (mut buf, mut trailers) = (BufferedBytes::default(), None);
+                let mut now = Context::from_waker(std::task::Waker::noop());
+                let limit = shared.replay_limit;
+                match read_body(req.body_mut(), &mut now, &mut buf, &mut trailers, limit) {
+                    Read::Ended if trailers.is_none() => {
+                        let bytes = buf.finish();
+                        *req.body_mut() = ReqBody::from_bytes(bytes.clone());
+                        read = Some(bytes);
+                        Some(take_ready(this_inner))
+                    }
+                    Read::Failed(e) => {
+                        return Self::with_state(
+                            None,
+                            shared,
+                            cache,
+                            State::Failed { error: Some(e) },
+                        );
+                    }
+                    Read::Ended | Read::Waiting => {
+                        restore(&mut req, user);
+                        let (parts, body) = req.into_parts();
+                        drop(ready);
+                        return ResponseFuture {
+                            state: State::Buffer {
+                                body,
+                                buf,
+                                trailers,
+                            },
+                            inner: Some(take_ready(this_inner)),
+                            shared,
+                            cache,
+                            replay: Some(Replay::from_parts(parts)),
+                            generation: None,
+                            retried: false,
+                        };
+                    }
+                }
             }
         };
         let generation = Some(ready.generation);
@@ -104,7 +132,10 @@ where
         // request sent. (The copy is kept when attaching fails, which only `Query` placement
         // can; the future fails at once.)
         let replay = if inner.is_some() {
-            Replay::capture(&req)
+            Replay::capture(&req).map(|mut copy| {
+                copy.body = read.unwrap_or_default();
+                copy
+            })
         } else {
             None
         };
@@ -154,6 +185,51 @@ where
     }
 }
 
+/// How reading a request body for the replay stopped.
+enum Read {
+    /// The body ended; `buf` (and `trailers`) hold all of it.
+    Ended,
+    /// The body keeps the reader waiting; what came is in `buf`.
+    Waiting,
+    /// The body failed, or yielded more than the replay limit.
+    Failed(Error),
+}
+
+/// Reads a request body for the replay, frame by frame, while frames are ready, never past
+/// the replay limit (a body that yields more than it declared is not buffered without bound).
+fn read_body<B>(
+    body: &mut B,
+    cx: &mut Context<'_>,
+    buf: &mut BufferedBytes,
+    trailers: &mut Option<Box<HeaderMap>>,
+    limit: usize,
+) -> Read
+where
+    B: Body + Unpin,
+    B::Error: Into<BoxError>,
+{
+    loop {
+        match Pin::new(&mut *body).poll_frame(cx) {
+            Poll::Pending => return Read::Waiting,
+            Poll::Ready(None) => return Read::Ended,
+            Poll::Ready(Some(Err(e))) => return Read::Failed(Error::Body(e.into())),
+            Poll::Ready(Some(Ok(frame))) => {
+                match frame.into_data() {
+                    Ok(data) => buf.push(data),
+                    Err(frame) => {
+                        if let Ok(t) = frame.into_trailers() {
+                            *trailers = Some(Box::new(t));
+                        }
+                    }
+                }
+                if buf.len() > limit {
+                    return Read::Failed(Error::BodyTooLarge { limit });
+                }
+            }
+        }
+    }
+}
+
 /// Puts a user's request's extensions (its `OpenId`) back.
 #[inline]
 fn restore<B>(req: &mut Request<B>, user: Option<http::Extensions>) {
@@ -192,7 +268,6 @@ pin_project! {
         // The request's head waits in the future's `replay` meanwhile; the token is taken
         // once the body is in (it may have expired while the body came).
         Buffer {
-            #[pin]
             body: ReqBody,
             buf: BufferedBytes,
             trailers: Option<Box<HeaderMap>>,
@@ -313,84 +388,70 @@ where
                     .begin(*req, ready)
                 }
                 StateProj::Buffer {
-                    mut body,
+                    body,
                     buf,
                     trailers,
-                } => loop {
-                    match ready!(body.as_mut().poll_frame(cx)) {
-                        Some(Ok(frame)) => {
-                            match frame.into_data() {
-                                Ok(data) => buf.push(data),
-                                Err(frame) => {
-                                    if let Ok(t) = frame.into_trailers() {
-                                        *trailers = Some(Box::new(t));
-                                    }
-                                }
-                            }
-                            // A body that yields more than it declared is never buffered
-                            // without bound.
-                            let limit = this.shared.replay_limit;
-                            if buf.len() > limit {
-                                this.state.set(State::Done);
-                                return Poll::Ready(Err(Error::BodyTooLarge { limit }));
-                            }
-                        }
-                        Some(Err(e)) => {
+                } => match read_body(body, cx, buf, trailers, this.shared.replay_limit) {
+                    Read::Waiting => return Poll::Pending,
+                    Read::Failed(e) => {
+                        this.state.set(State::Done);
+                        return Poll::Ready(Err(e));
+                    }
+                    Read::Ended => {
+                        let Some(mut head) = this.replay.take() else {
                             this.state.set(State::Done);
-                            return Poll::Ready(Err(Error::Body(e.into())));
-                        }
-                        None => {
-                            let Some(mut head) = this.replay.take() else {
-                                this.state.set(State::Done);
-                                return Poll::Ready(Err(Error::Protocol(
-                                    "request parts missing".into(),
-                                )));
-                            };
-                            head.body = std::mem::take(buf).finish();
-                            let Some(inner) = this.inner.as_mut() else {
-                                this.state.set(State::Done);
-                                return Poll::Ready(Err(Error::Protocol(
-                                    "inner service missing".into(),
-                                )));
-                            };
-                            let cache = this.cache.as_ref().unwrap_or(&this.shared.cache);
-                            // Trailers cannot be replayed from bytes: the request goes once,
-                            // rebuilt as it came.
-                            let req = match trailers.take() {
-                                Some(t) => match head.into_request_with_trailers::<ReqBody>(*t) {
-                                    Some(req) => req,
-                                    None => {
-                                        this.state.set(State::Done);
-                                        return Poll::Ready(Err(Error::Body(Box::from(
+                            return Poll::Ready(Err(Error::Protocol(
+                                "request parts missing".into(),
+                            )));
+                        };
+                        head.body = std::mem::take(buf).finish();
+                        let Some(inner) = this.inner.as_mut() else {
+                            this.state.set(State::Done);
+                            return Poll::Ready(Err(Error::Protocol(
+                                "inner service missing".into(),
+                            )));
+                        };
+                        let cache = this.cache.as_ref().unwrap_or(&this.shared.cache);
+                        // Trailers cannot be replayed from bytes: the request goes once,
+                        // rebuilt as it came.
+                        let req = match trailers.take() {
+                            Some(t) => match head.into_request_with_trailers::<ReqBody>(*t) {
+                                Some(req) => req,
+                                None => {
+                                    this.state.set(State::Done);
+                                    return Poll::Ready(Err(Error::Body(Box::from(
                                             "this request body type cannot carry the request's trailers (ReplayBody::from_bytes_with_trailers)",
                                         ))));
-                                    }
-                                },
-                                None => {
-                                    // The original is sent (its header map has room for the
-                                    // token; a copy's has none) and the copy kept.
-                                    *this.replay = head.duplicate();
-                                    head.into_request::<ReqBody>()
                                 }
-                            };
-                            let req = match req {
-                                Ok(req) => req,
-                                Err(e) => {
-                                    this.state.set(State::Done);
-                                    return Poll::Ready(Err(e));
-                                }
-                            };
-                            // The token is read now: it may have expired while the body came.
-                            let Some(ready) = cache.lookup() else {
+                            },
+                            None => {
+                                // The original is sent (its header map has room for the
+                                // token; a copy's has none) and the copy kept.
+                                *this.replay = head.duplicate();
+                                head.into_request::<ReqBody>()
+                            }
+                        };
+                        let req = match req {
+                            Ok(req) => req,
+                            Err(e) => {
+                                this.state.set(State::Done);
+                                return Poll::Ready(Err(e));
+                            }
+                        };
+                        // The token is read now: it may have expired while the body came.
+                        match cache.lookup() {
+                            Some(ready) => {
+                                send_first(inner, this.shared, this.generation, req, ready)
+                            }
+                            None => {
                                 *this.replay = None;
-                                break State::WaitToken {
+                                State::WaitToken {
                                     wait: Box::pin(crate::metrics::waited_for_token(
                                         Arc::clone(cache).wait(),
                                     )),
                                     request: Some(Box::new(req)),
-                                };
-                            };
-                            break send_first(inner, this.shared, this.generation, req, ready);
+                                }
+                            }
                         }
                     }
                 },

@@ -73,7 +73,7 @@ use http_body_util::Full;
     note = "for `axum::body::Body` turn on douyin-auth's `axum` feature, for `tonic::body::Body` its `tonic` feature",
     note = "`Full<Bytes>`, `String` and http-body-util's `BoxBody`/`UnsyncBoxBody` work without a feature; for a body type of your own, implement `ReplayBody`"
 )]
-pub trait ReplayBody: Body + Sized {
+pub trait ReplayBody: Body + Unpin + Sized {
     /// A body that yields exactly `bytes`.
     fn from_bytes(bytes: Bytes) -> Self;
 
