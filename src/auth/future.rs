@@ -1,9 +1,10 @@
 //! [`ResponseFuture`]: one request's way through the layer, as a state machine.
 //!
 //! `start` is the hot path (a cached token: attach it and send). The states, each with one job:
-//! `WaitToken` waits for the one refresh in flight; `Buffer` reads a replayable body; `Send`
-//! awaits the first answer and classifies its head; `Peek` reads a JSON body for the
-//! classifier; `Refresh` waits for the new token after an expiry; `RetryReady`/`Retry` send the
+//! `WaitToken` waits for the one refresh in flight; `Buffer` reads a replayable body that
+//! keeps the reader waiting (one in memory is read in `start`); `Send` awaits the first answer
+//! and classifies its head (a JSON answer in memory is classified there too); `Peek` reads a
+//! JSON body that keeps the reader waiting, for the classifier; `Refresh` waits for the new token after an expiry; `RetryReady`/`Retry` send the
 //! request once more; `Failed`/`Done` end it. The file is one concern (the state machine) and
 //! reads best whole.
 
