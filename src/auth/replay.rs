@@ -31,8 +31,9 @@ enum Head {
 
 impl Replay {
     /// A copy of the head of a request whose body is empty; `None` when a part of it is too
-    /// large to pack (over 4 GiB), and the request is sent once.
-    #[inline]
+    /// large to pack (over 4 GiB), and the request is sent once. Inlined, so the copy is
+    /// built in place in the response future rather than moved into it.
+    #[inline(always)]
     pub(crate) fn capture<B>(req: &Request<B>) -> Option<Self> {
         let head = if req.headers().is_empty() {
             Head::Bare {

@@ -14,19 +14,29 @@ pin_project! {
     /// peeked at a small JSON answer, the frames it read followed by the rest. Either way the
     /// caller reads exactly the bytes (and trailers, and error) the server sent.
     pub struct ResponseBody<B: Body> {
-        // The first data frame read ahead, held inline: most answers the layer reads are one
-        // frame, and handing them back costs no allocation.
-        front: Option<B::Data>,
-        // The other frames read ahead, if any: behind a box, so that the body of every answer
-        // the layer did not read is its inner body, a `None` and one pointer.
+        // Frames read ahead before the rest, if any: behind a box, so that the body of every
+        // answer the layer did not read is its inner body and one pointer.
         peeked: Option<Box<Peeked<B>>>,
         #[pin]
-        rest: Option<B>,
+        rest: Rest<B>,
     }
 }
 
-/// The frames read ahead after the first data frame, then the error the body ended with (if
-/// any).
+pin_project! {
+    /// What follows the frames read ahead.
+    #[project = RestProj]
+    enum Rest<B: Body> {
+        /// The inner body.
+        Body { #[pin] body: B },
+        /// An answer read whole in one data frame (most JSON answers): the frame, in the inner
+        /// body's place, so handing it back costs no allocation and no room.
+        Read { data: Option<B::Data> },
+        /// Nothing more.
+        Done,
+    }
+}
+
+/// The frames read ahead, then the error the body ended with (if any).
 struct Peeked<B: Body> {
     prefix: VecDeque<Frame<B::Data>>,
     error: Option<B::Error>,
@@ -80,9 +90,8 @@ impl<B: Body> ResponseBody<B> {
     /// The inner body, passed through untouched.
     pub(crate) fn passthrough(inner: B) -> Self {
         Self {
-            front: None,
             peeked: None,
-            rest: Some(inner),
+            rest: Rest::Body { body: inner },
         }
     }
 
@@ -93,20 +102,28 @@ impl<B: Body> ResponseBody<B> {
         error: Option<B::Error>,
         rest: Option<B>,
     ) -> Self {
+        let ReadAhead { first, mut more } = read;
         // A body that ended with an error is never polled after it.
-        let rest = if error.is_some() { None } else { rest };
-        let ReadAhead { first, more } = read;
+        let rest = match (rest, &error) {
+            (Some(body), None) => Rest::Body { body },
+            _ => Rest::Done,
+        };
+        if matches!(rest, Rest::Done) && more.is_empty() && error.is_none() {
+            return Self {
+                peeked: None,
+                rest: Rest::Read { data: first },
+            };
+        }
+        if let Some(first) = first {
+            more.push_front(Frame::data(first));
+        }
         let peeked = (!more.is_empty() || error.is_some()).then(|| {
             Box::new(Peeked {
                 prefix: more,
                 error,
             })
         });
-        Self {
-            front: first,
-            peeked,
-            rest,
-        }
+        Self { peeked, rest }
     }
 }
 
@@ -115,10 +132,10 @@ impl<B: Body> std::fmt::Debug for ResponseBody<B> {
         f.debug_struct("ResponseBody")
             .field(
                 "buffered_frames",
-                &(usize::from(self.front.is_some())
+                &(usize::from(matches!(self.rest, Rest::Read { data: Some(_) }))
                     + self.peeked.as_ref().map_or(0, |p| p.prefix.len())),
             )
-            .field("rest", &self.rest.is_some())
+            .field("rest", &matches!(self.rest, Rest::Body { .. }))
             .finish()
     }
 }
@@ -133,45 +150,45 @@ impl<B: Body> Body for ResponseBody<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.project();
-        if let Some(data) = this.front.take() {
-            return Poll::Ready(Some(Ok(Frame::data(data))));
-        }
         if this.peeked.is_some() {
             if let Some(next) = Peeked::next(this.peeked) {
                 return Poll::Ready(Some(next));
             }
         }
-        match this.rest.as_pin_mut() {
-            Some(rest) => rest.poll_frame(cx),
-            None => Poll::Ready(None),
+        match this.rest.project() {
+            RestProj::Body { body } => body.poll_frame(cx),
+            RestProj::Read { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            RestProj::Done => Poll::Ready(None),
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.front.is_none()
-            && self
-                .peeked
-                .as_ref()
-                .is_none_or(|p| p.prefix.is_empty() && p.error.is_none())
-            && self.rest.as_ref().is_none_or(|r| r.is_end_stream())
+        self.peeked
+            .as_ref()
+            .is_none_or(|p| p.prefix.is_empty() && p.error.is_none())
+            && match &self.rest {
+                Rest::Body { body } => body.is_end_stream(),
+                Rest::Read { data } => data.is_none(),
+                Rest::Done => true,
+            }
     }
 
     fn size_hint(&self) -> SizeHint {
-        let rest = self
-            .rest
-            .as_ref()
-            .map_or_else(|| SizeHint::with_exact(0), Body::size_hint);
-        if self.front.is_none() && self.peeked.is_none() {
+        let rest = match &self.rest {
+            Rest::Body { body } => body.size_hint(),
+            Rest::Read { data } => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.remaining() as u64))
+            }
+            Rest::Done => SizeHint::with_exact(0),
+        };
+        let Some(peeked) = &self.peeked else {
             return rest;
-        }
-        let front = self.front.as_ref().map_or(0, |d| d.remaining() as u64);
-        let buffered: u64 = self.peeked.as_ref().map_or(0, |p| {
-            p.prefix
-                .iter()
-                .filter_map(|f| f.data_ref().map(|d| d.remaining() as u64))
-                .sum()
-        });
-        let buffered = front.saturating_add(buffered);
+        };
+        let buffered: u64 = peeked
+            .prefix
+            .iter()
+            .filter_map(|f| f.data_ref().map(|d| d.remaining() as u64))
+            .sum();
         let mut hint = SizeHint::new();
         hint.set_lower(rest.lower().saturating_add(buffered));
         if let Some(upper) = rest.upper() {
