@@ -1,8 +1,7 @@
 //! [`UserTokenLayer`] and its builder.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tower_layer::Layer;
@@ -15,7 +14,6 @@ use crate::auth::{DouyinAuthLayer, DouyinAuthLayerBuilder};
 use crate::error::{BoxError, Error};
 use crate::expiry::DouyinExpiry;
 use crate::source::TokenSource;
-use crate::sync::lock;
 use crate::token::Token;
 
 /// The cache the per-user layer's shared state carries but never uses: every request gets its
@@ -33,8 +31,8 @@ impl TokenSource for NoUser {
 ///
 /// A slot is the same cache as [`DouyinAuthLayer`]'s (arc-swapped, single-flight refresh,
 /// stale-while-refresh, retry once on expiry), so one user's refresh never blocks another
-/// user's requests. Finding the slot takes one short `std` mutex lock per request (a map
-/// lookup, no allocation once the slot exists); the token itself is read without a lock. The
+/// user's requests. Finding the slot takes no lock (a lookup in a lock-free map, no
+/// allocation once the slot exists), nor does reading the token. The
 /// map holds at most [`max_users`](UserTokenLayerBuilder::max_users) slots: when it is full,
 /// slots unused for the [idle timeout](UserTokenLayerBuilder::idle_timeout) are evicted, else
 /// the least recently used one. A slot in use (a request or a refresh holds it) or that its
@@ -96,17 +94,20 @@ impl UserTokenLayer {
 impl<C> UserTokenLayer<C> {
     /// The number of user slots held now.
     pub fn users(&self) -> usize {
-        lock(&self.slots.map).len()
+        self.slots.map.len()
     }
 
     /// Whether a slot for `open_id` is held now.
     pub fn has_user(&self, open_id: &str) -> bool {
-        lock(&self.slots.map).contains_key(open_id)
+        self.slots.map.pin().contains_key(open_id)
     }
 
     /// The token cached for `open_id`, if its slot is held and has one. Handle with care.
     pub fn cached_token(&self, open_id: &str) -> Option<Token> {
-        let cache = lock(&self.slots.map)
+        let cache = self
+            .slots
+            .map
+            .pin()
             .get(open_id)
             .map(|s| Arc::clone(&s.cache))?;
         cache.current_token()
@@ -215,15 +216,14 @@ impl<C> UserTokenLayerBuilder<C> {
         let (shared, config, format) = self.base.build_parts();
         UserTokenLayer {
             shared,
-            slots: Arc::new(Slots {
-                map: Mutex::new(HashMap::new()),
-                factory: self.factory,
+            slots: Arc::new(Slots::new(
+                self.factory,
                 config,
                 format,
-                max_users: self.max_users,
-                idle_timeout: self.idle_timeout,
-                open_id_param: self.open_id_param,
-            }),
+                self.max_users,
+                self.idle_timeout,
+                self.open_id_param,
+            )),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The per-user layer's bounded map of token slots, one cache per user.
 
-use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -55,7 +55,9 @@ impl DynTokenSource for UserSlotSource {
 
 pub(crate) struct Slot {
     pub(crate) cache: Arc<TokenCache>,
-    pub(crate) last_used: Instant,
+    /// When the slot was last used, in nanoseconds after the map's epoch: stored by each
+    /// request without a lock (relaxed: it only ranks slots for eviction).
+    last_used: AtomicU64,
     pub(crate) keep: Option<KeepSlot>,
 }
 
@@ -67,11 +69,17 @@ impl Slot {
     }
 }
 
+/// The per-user slots: a lock-free map (papaya's: a request pins the map's epoch, finds its
+/// slot and clones its cache's `Arc`, with no lock and no allocation once the slot exists).
 pub(crate) struct Slots {
-    pub(crate) map: Mutex<HashMap<Box<str>, Slot>>,
-    pub(crate) factory: Factory,
-    pub(crate) config: CacheConfig,
-    pub(crate) format: HeaderFormat,
+    pub(crate) map: papaya::HashMap<Box<str>, Slot>,
+    /// Taken only to evict (when a new user finds the map full), so two evictions do not race
+    /// each other; requests never take it.
+    evicting: Mutex<()>,
+    epoch: Instant,
+    factory: Factory,
+    config: CacheConfig,
+    format: HeaderFormat,
     pub(crate) max_users: usize,
     pub(crate) idle_timeout: Duration,
     /// The query parameter the request's `open_id` goes in, if the APIs want it there.
@@ -79,56 +87,102 @@ pub(crate) struct Slots {
 }
 
 impl Slots {
+    pub(crate) fn new(
+        factory: Factory,
+        config: CacheConfig,
+        format: HeaderFormat,
+        max_users: usize,
+        idle_timeout: Duration,
+        open_id_param: Option<std::borrow::Cow<'static, str>>,
+    ) -> Self {
+        Self {
+            map: papaya::HashMap::new(),
+            evicting: Mutex::new(()),
+            epoch: Instant::now(),
+            factory,
+            config,
+            format,
+            max_users,
+            idle_timeout,
+            open_id_param,
+        }
+    }
+
+    /// `now` as a slot's `last_used`.
+    fn stamp(&self, now: Instant) -> u64 {
+        u64::try_from(now.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
+    }
+
     /// The cache of `open_id`, made on first use, and the time it was looked up at (the
-    /// request's clock reading). One short lock per request, to find the slot (no allocation
-    /// unless the slot is new).
+    /// request's clock reading). No lock, and no allocation unless the slot is new.
     pub(crate) fn cache_for(&self, open_id: &str) -> (Arc<TokenCache>, Instant) {
         let now = Instant::now();
-        let mut map = lock(&self.map);
-        if let Some(slot) = map.get_mut(open_id) {
-            slot.last_used = now;
+        let stamp = self.stamp(now);
+        let map = self.map.pin();
+        if let Some(slot) = map.get(open_id) {
+            slot.last_used.store(stamp, Ordering::Relaxed);
             return (Arc::clone(&slot.cache), now);
         }
         if map.len() >= self.max_users {
-            self.evict(&mut map, now);
+            self.evict(now);
         }
+        // Two first requests of one user may both make a slot; the map keeps one.
+        let slot = map.get_or_insert_with(Box::from(open_id), || self.slot(open_id, stamp));
+        slot.last_used.store(stamp, Ordering::Relaxed);
+        (Arc::clone(&slot.cache), now)
+    }
+
+    fn slot(&self, open_id: &str, stamp: u64) -> Slot {
         let (source, keep) = (self.factory)(open_id);
         let source = Box::new(UserSlotSource {
             open_id: Box::from(open_id),
             inner: source,
         });
-        let cache = Arc::new(TokenCache::new(source, self.config.clone(), self.format));
-        map.insert(
-            Box::from(open_id),
-            Slot {
-                cache: Arc::clone(&cache),
-                last_used: now,
-                keep,
-            },
-        );
-        (cache, now)
+        Slot {
+            cache: Arc::new(TokenCache::new(source, self.config.clone(), self.format)),
+            last_used: AtomicU64::new(stamp),
+            keep,
+        }
     }
 
     /// Drops the idle slots, and if none was idle, the least recently used one. A slot in use
     /// (a request or a refresh holds it) or whose source must keep it
     /// ([`UserSource::keep_slot`]: an unsaved pair, a fetch running) is never dropped: the map
-    /// then grows past its bound until such slots are free.
-    pub(crate) fn evict(&self, map: &mut HashMap<Box<str>, Slot>, now: Instant) {
+    /// then grows past its bound until such slots are free. A slot is removed only if it is
+    /// still free at that moment (`remove_if`).
+    pub(crate) fn evict(&self, now: Instant) {
+        let _one = lock(&self.evicting);
+        let map = self.map.pin();
+        if map.len() < self.max_users {
+            // Another eviction made room meanwhile.
+            return;
+        }
         let before = map.len();
-        map.retain(|_, s| {
-            now.saturating_duration_since(s.last_used) < self.idle_timeout || !s.evictable()
-        });
+        let idle_since = self
+            .stamp(now)
+            .saturating_sub(u64::try_from(self.idle_timeout.as_nanos()).unwrap_or(u64::MAX));
+        let idle: Vec<Box<str>> = map
+            .iter()
+            .filter(|(_, s)| s.last_used.load(Ordering::Relaxed) <= idle_since && s.evictable())
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in idle {
+            let _ = map.remove_if(&key, |_, s| s.evictable());
+        }
         while map.len() >= self.max_users.max(1) {
             let Some(oldest) = map
                 .iter()
                 .filter(|(_, s)| s.evictable())
-                .min_by_key(|(_, s)| s.last_used)
+                .min_by_key(|(_, s)| s.last_used.load(Ordering::Relaxed))
                 .map(|(k, _)| k.clone())
             else {
                 break;
             };
-            map.remove(&oldest);
+            if !matches!(map.remove_if(&oldest, |_, s| s.evictable()), Ok(Some(_))) {
+                // Taken into use meanwhile: leave the rest for the next new user.
+                break;
+            }
         }
-        tracing::debug!(target: "douyin_auth", evicted = before - map.len(), "user slots evicted");
+        tracing::debug!(target: "douyin_auth", evicted = before.saturating_sub(map.len()), "user slots evicted");
     }
 }
