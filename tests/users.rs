@@ -562,3 +562,86 @@ async fn a_slot_with_an_unsaved_pair_is_not_evicted() {
     }
     assert!(evicted);
 }
+
+/// A user source whose `keep_slot` check blocks until released, and says when it is entered:
+/// an eviction that asks it waits there.
+struct SlowKeep {
+    entered: std::sync::Mutex<std::sync::mpsc::Sender<()>>,
+    released: Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+}
+
+impl douyin_auth::users::UserSource for SlowKeep {
+    type Source = Scripted;
+
+    fn source_for(&self, _open_id: &str) -> Scripted {
+        Scripted::new(DAY)
+    }
+
+    fn keep_slot(&self, _source: &Scripted) -> Option<douyin_auth::users::KeepSlot> {
+        let entered = self.entered.lock().unwrap().clone();
+        let released = Arc::clone(&self.released);
+        Some(Box::new(move || {
+            let _ = entered.send(());
+            let (lock, cvar) = &*released;
+            let mut done = lock.lock().unwrap();
+            while !*done {
+                done = cvar.wait(done).unwrap();
+            }
+            false
+        }))
+    }
+}
+
+/// A cached user's request never waits for the slot map: while an eviction is stuck in a
+/// source's `keep_slot` check (user code), requests of users already cached go through.
+#[test]
+fn a_cached_users_request_does_not_wait_for_an_eviction() {
+    use std::sync::mpsc;
+    let (entered_tx, entered) = mpsc::channel();
+    let released = Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+    let layer = UserTokenLayer::builder(SlowKeep {
+        entered: std::sync::Mutex::new(entered_tx),
+        released: Arc::clone(&released),
+    })
+    .max_users(1)
+    .build();
+    let rec = Recorder::new();
+    let svc = layer.layer(rec.service(|_, _| json("{}")));
+    let run = |svc: &_, open_id: &str| {
+        let svc: douyin_auth::users::DouyinUserAuth<_> = Clone::clone(svc);
+        let req = user_req(open_id);
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(svc.oneshot(req))
+            .map(|_| ())
+    };
+    run(&svc, "cached").unwrap();
+    // A new user finds the map full: the eviction asks the cached user's source, and waits.
+    let evicting = {
+        let svc = svc.clone();
+        std::thread::spawn(move || run(&svc, "new"))
+    };
+    // A watchdog, not a synchronisation: the eviction must get this far.
+    entered
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the eviction asked the source");
+    let (done_tx, done) = mpsc::channel();
+    let cached = {
+        let svc = svc.clone();
+        std::thread::spawn(move || {
+            let _ = done_tx.send(run(&svc, "cached"));
+        })
+    };
+    let answered = done.recv_timeout(Duration::from_secs(30));
+    let (lock, cvar) = &*released;
+    *lock.lock().unwrap() = true;
+    cvar.notify_all();
+    evicting.join().unwrap().unwrap();
+    cached.join().unwrap();
+    assert!(
+        matches!(answered, Ok(Ok(()))),
+        "a cached user's request waited for the eviction: {answered:?}"
+    );
+}
