@@ -319,7 +319,11 @@ impl<C> DouyinAuthLayerBuilder<C> {
 
     /// Builds the layer and its cache.
     pub fn build(self) -> DouyinAuthLayer<C> {
-        let cache = TokenCache::new(self.source, self.config, self.placement.header_format());
+        let cache = TokenCache::new(
+            self.source,
+            Arc::new(self.config),
+            self.placement.header_format(),
+        );
         DouyinAuthLayer {
             shared: Arc::new(Shared {
                 cache: Arc::new(cache),

@@ -78,7 +78,7 @@ pub(crate) struct Slots {
     evicting: Mutex<()>,
     epoch: Instant,
     factory: Factory,
-    config: CacheConfig,
+    config: Arc<CacheConfig>,
     format: HeaderFormat,
     pub(crate) max_users: usize,
     pub(crate) idle_timeout: Duration,
@@ -100,7 +100,7 @@ impl Slots {
             evicting: Mutex::new(()),
             epoch: Instant::now(),
             factory,
-            config,
+            config: Arc::new(config),
             format,
             max_users,
             idle_timeout,
@@ -139,7 +139,11 @@ impl Slots {
             inner: source,
         });
         Slot {
-            cache: Arc::new(TokenCache::new(source, self.config.clone(), self.format)),
+            cache: Arc::new(TokenCache::new(
+                source,
+                Arc::clone(&self.config),
+                self.format,
+            )),
             last_used: AtomicU64::new(stamp),
             keep,
         }
