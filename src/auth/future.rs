@@ -90,9 +90,9 @@ where
                 // A body that makes the reader wait, or ends with trailers, goes to the
                 // `Buffer` state with what was read, polled there with the task's waker.
                 let (mut buf, mut trailers) = (BufferedBytes::default(), None);
-                let mut now = Context::from_waker(std::task::Waker::noop());
+                let mut at_once = Context::from_waker(std::task::Waker::noop());
                 let limit = shared.replay_limit;
-                match read_body(req.body_mut(), &mut now, &mut buf, &mut trailers, limit) {
+                match read_body(req.body_mut(), &mut at_once, &mut buf, &mut trailers, limit) {
                     Read::Ended if trailers.is_none() => {
                         let bytes = buf.finish();
                         *req.body_mut() = ReqBody::from_bytes(bytes.clone());
