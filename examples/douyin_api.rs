@@ -16,8 +16,10 @@
 //!     `access_token` header as the mini-game server APIs read it.
 //! - Credentials come from `DOUYIN_CLIENT_KEY` and `DOUYIN_CLIENT_SECRET` (for `mini-app` and
 //!   `mini-game`: the app id and the app secret).
-//! - `--base-url` defaults to `DOUYIN_BASE_URL`, else `https://open.douyin.com`; plain
-//!   `http://` is accepted for loopback hosts only.
+//! - `--base-url` defaults to `DOUYIN_BASE_URL`, else the credential kind's host
+//!   (`https://open.douyin.com`; `https://developer.toutiao.com` for mini-app,
+//!   `https://minigame.zijieapi.com` for mini-game); plain `http://` is accepted for loopback
+//!   hosts only.
 //! - The request is sent N times (default 1), C at a time (default 1), all through ONE
 //!   layered client; each response body is printed on its own line on stdout, a summary on
 //!   stderr.
@@ -34,7 +36,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use douyin_auth::douyin::codes::Family;
 use douyin_auth::douyin::{
-    ClientCredentials, HttpsClient, MiniAppCredentials, MiniGameCredentials,
+    ClientCredentials, HttpsClient, MiniAppCredentials, MiniGameCredentials, MINI_APP_BASE_URL,
+    MINI_GAME_BASE_URL,
 };
 use douyin_auth::expiry::DouyinExpiry;
 use douyin_auth::{BoxError, DouyinAuthLayer, Token, TokenPlacement, TokenSource};
@@ -46,7 +49,8 @@ const USAGE: &str =
     "usage: douyin_api [--credential KIND] [--base-url URL] [--data JSON] [--requests N] [--concurrency C] METHOD PATH
   KIND:        stable-client-token (default), client-token, mini-app, mini-game
   credentials: DOUYIN_CLIENT_KEY and DOUYIN_CLIENT_SECRET (the app id and secret for mini-app, mini-game)
-  base URL:    --base-url, else DOUYIN_BASE_URL, else https://open.douyin.com";
+  base URL:    --base-url, else DOUYIN_BASE_URL, else the kind's host (https://open.douyin.com;
+               https://developer.toutiao.com for mini-app, https://minigame.zijieapi.com for mini-game)";
 
 /// Which token the client uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +75,15 @@ impl Credential {
                 ))
             }
         })
+    }
+
+    /// Where this kind's token endpoint and APIs are, as the `douyin` command has it.
+    fn default_base_url(self) -> &'static str {
+        match self {
+            Self::StableClientToken | Self::ClientToken => "https://open.douyin.com",
+            Self::MiniApp => MINI_APP_BASE_URL,
+            Self::MiniGame => MINI_GAME_BASE_URL,
+        }
     }
 
     /// The store key prefix of the shared token (`--redis`).
@@ -132,7 +145,7 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
             .map_err(|e| format!("--data is not valid JSON: {e}"))?;
     }
     let base_url = base_url
-        .unwrap_or_else(|| "https://open.douyin.com".to_owned())
+        .unwrap_or_else(|| credential.default_base_url().to_owned())
         .trim_end_matches('/')
         .to_owned();
     check_base_url(&base_url)?;
