@@ -36,11 +36,11 @@ use std::sync::Arc;
 use bytes::Bytes;
 use douyin_auth::douyin::codes::Family;
 use douyin_auth::douyin::{
-    ClientCredentials, HttpsClient, MiniAppCredentials, MiniGameCredentials, MINI_APP_BASE_URL,
-    MINI_GAME_BASE_URL,
+    check_answer, ClientCredentials, HttpsClient, MiniAppCredentials, MiniGameCredentials,
+    MINI_APP_BASE_URL, MINI_GAME_BASE_URL,
 };
 use douyin_auth::expiry::DouyinExpiry;
-use douyin_auth::{BoxError, DouyinAuthLayer, Token, TokenPlacement, TokenSource};
+use douyin_auth::{BoxError, DouyinAuthLayer, Error, Token, TokenPlacement, TokenSource};
 use http::{Method, Request};
 use http_body_util::{BodyExt, Full};
 use tower::{ServiceBuilder, ServiceExt};
@@ -213,29 +213,6 @@ impl<T: TokenSource> TokenSource for Counting<T> {
     }
 }
 
-/// Whether a Douyin JSON body carries a non-zero error code in any of Douyin's shapes.
-fn douyin_error_code(body: &[u8]) -> Option<i64> {
-    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
-    let code = |v: &serde_json::Value| {
-        v.as_i64()
-            .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
-    };
-    for place in [
-        &v["data"]["error_code"],
-        &v["extra"]["error_code"],
-        &v["err_no"],
-        &v["errcode"],
-        &v["error_code"],
-        &v["errno"],
-        &v["err"]["err_code"],
-    ] {
-        if let Some(c) = code(place).filter(|&c| c != 0) {
-            return Some(c);
-        }
-    }
-    None
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = match parse_args(std::env::args().skip(1)) {
@@ -347,7 +324,8 @@ async fn run<T: TokenSource>(args: Args, inner: T) -> ExitCode {
         match joined.map_err(BoxError::from).and_then(|r| r) {
             Ok((status, body)) => {
                 println!("{}", String::from_utf8_lossy(&body).trim_end());
-                if status.is_success() && douyin_error_code(&body).is_none() {
+                // HTTP 2xx and no Douyin error code, in any shape the crate reads.
+                if status.is_success() && !matches!(check_answer(&body), Err(Error::Douyin(_))) {
                     ok += 1;
                 } else {
                     failed += 1;

@@ -159,4 +159,4 @@ pub use self::mini_game::{
 };
 pub use self::oauth::{verify_state, AuthorizationUrl, OAuthClient, State};
 pub use self::user_tokens::{PersistHook, UserTokens, ADOPT_MIN_REMAINING, DEFAULT_RENEW_WINDOW};
-pub use self::wire::{parse_token_response, TokenResponse};
+pub use self::wire::{check_answer, parse_token_response, TokenResponse};

@@ -177,8 +177,19 @@ fn read_wire(body: &[u8]) -> Result<WireResponse, Error> {
 }
 
 /// Checks a Douyin answer (of any endpoint) for an error code in every shape
-/// [`parse_token_response`] reads, without reading token fields.
-pub(crate) fn check_answer(body: &[u8]) -> Result<(), Error> {
+/// [`parse_token_response`] reads, without reading token fields: [`Error::Douyin`] for a
+/// non-zero code, [`Error::Protocol`] for a body that is not a JSON object, `Ok` otherwise.
+/// Never panics, whatever the input.
+///
+/// ```
+/// use douyin_auth::douyin::check_answer;
+///
+/// let list = br#"{"data":{"list":[],"error_code":0},"extra":{"error_code":0}}"#;
+/// assert!(check_answer(list).is_ok());
+/// let refused = r#"{"errcode":40004,"errmsg":"access token 不合法"}"#.as_bytes();
+/// assert_eq!(check_answer(refused).unwrap_err().douyin().map(|d| d.code()), Some(40004));
+/// ```
+pub fn check_answer(body: &[u8]) -> Result<(), Error> {
     let wire = read_wire(body)?;
     match wire.error() {
         Some(e) => Err(Error::Douyin(e)),

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use douyin_auth::douyin::HttpsClient;
+use douyin_auth::douyin::{check_answer, HttpsClient};
 use douyin_auth::{BoxError, DouyinAuth, DouyinAuthLayer, TokenSource};
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -149,9 +149,10 @@ async fn send(client: &Client, req: Request<Full<Bytes>>) -> Result<(StatusCode,
     Ok((status, body))
 }
 
-/// Whether an answer is a success: HTTP 2xx and no Douyin error code.
+/// Whether an answer is a success: HTTP 2xx and no Douyin error code (in any of the shapes
+/// the crate reads).
 fn succeeded(status: StatusCode, body: &[u8]) -> bool {
-    status.is_success() && douyin_error_code(body).is_none()
+    status.is_success() && !matches!(check_answer(body), Err(douyin_auth::Error::Douyin(_)))
 }
 
 /// The request N times, C at a time; each body on its own line, in the order they finish.
@@ -264,29 +265,6 @@ async fn paginate(client: &Client, args: &ApiArgs, base_url: &str) -> Summary {
             }
         }
     }
-}
-
-/// A non-zero error code in any of Douyin's body shapes.
-fn douyin_error_code(body: &[u8]) -> Option<i64> {
-    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
-    let code = |v: &serde_json::Value| {
-        v.as_i64()
-            .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
-    };
-    for place in [
-        &v["data"]["error_code"],
-        &v["extra"]["error_code"],
-        &v["err_no"],
-        &v["errcode"],
-        &v["error_code"],
-        &v["errno"],
-        &v["err"]["err_code"],
-    ] {
-        if let Some(c) = code(place).filter(|&c| c != 0) {
-            return Some(c);
-        }
-    }
-    None
 }
 
 /// A layer whose app token is shared through Redis with every other process using it.
