@@ -45,6 +45,9 @@ use http::{Method, Request};
 use http_body_util::{BodyExt, Full};
 use tower::{ServiceBuilder, ServiceExt};
 
+#[path = "../src/bin/douyin/base_url.rs"]
+mod base_url;
+
 const USAGE: &str =
     "usage: douyin_api [--credential KIND] [--base-url URL] [--data JSON] [--requests N] [--concurrency C] METHOD PATH
   KIND:        stable-client-token (default), client-token, mini-app, mini-game
@@ -148,7 +151,7 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
         .unwrap_or_else(|| credential.default_base_url().to_owned())
         .trim_end_matches('/')
         .to_owned();
-    check_base_url(&base_url)?;
+    base_url::check(&base_url)?;
     Ok(Args {
         credential,
         base_url,
@@ -166,31 +169,6 @@ fn positive(s: &str, name: &str) -> Result<usize, String> {
         Ok(n) if n > 0 => Ok(n),
         _ => Err(format!("{name} must be a positive whole number, got {s:?}")),
     }
-}
-
-fn check_base_url(url: &str) -> Result<(), String> {
-    let uri: http::Uri = url
-        .parse()
-        .map_err(|_| format!("--base-url {url:?} is not a URL"))?;
-    let host = uri
-        .host()
-        .ok_or_else(|| format!("--base-url {url:?} has no host"))?;
-    match uri.scheme_str() {
-        Some("https") => Ok(()),
-        Some("http") if is_loopback(host) => Ok(()),
-        Some("http") => Err(format!(
-            "--base-url {url:?}: plain http:// is accepted for loopback hosts only"
-        )),
-        _ => Err(format!("--base-url {url:?} must start with https://")),
-    }
-}
-
-fn is_loopback(host: &str) -> bool {
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    bare.eq_ignore_ascii_case("localhost")
-        || bare
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Counts the token fetches, for the summary.

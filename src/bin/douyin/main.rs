@@ -8,6 +8,7 @@
 //! without a Douyin error code, 1 otherwise, 2 on bad usage or missing credentials.
 
 mod api;
+mod base_url;
 mod pages;
 
 use std::process::ExitCode;
@@ -197,7 +198,7 @@ impl AppArgs {
             Some(url) => url.trim().trim_end_matches('/').to_owned(),
             None => self.credential.default_base_url().to_owned(),
         };
-        check_base_url(&url).map_err(Failure::Usage)?;
+        base_url::check(&url).map_err(Failure::Usage)?;
         Ok(url)
     }
 
@@ -248,31 +249,6 @@ fn credentials() -> Result<(String, String), Failure> {
             missing.join(" and ")
         )))
     }
-}
-
-fn check_base_url(url: &str) -> Result<(), String> {
-    let uri: http::Uri = url
-        .parse()
-        .map_err(|_| format!("--base-url {url:?} is not a URL"))?;
-    let host = uri
-        .host()
-        .ok_or_else(|| format!("--base-url {url:?} has no host"))?;
-    match uri.scheme_str() {
-        Some("https") => Ok(()),
-        Some("http") if is_loopback(host) => Ok(()),
-        Some("http") => Err(format!(
-            "--base-url {url:?}: plain http:// is accepted for loopback hosts only"
-        )),
-        _ => Err(format!("--base-url {url:?} must start with https://")),
-    }
-}
-
-fn is_loopback(host: &str) -> bool {
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    bare.eq_ignore_ascii_case("localhost")
-        || bare
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// `douyin token`: the token's kind and remaining lifetime.
