@@ -47,6 +47,9 @@ use tower::{ServiceBuilder, ServiceExt};
 
 #[path = "../src/bin/douyin/base_url.rs"]
 mod base_url;
+#[path = "../src/bin/douyin/describe.rs"]
+mod describe;
+use describe::describe;
 
 const USAGE: &str =
     "usage: douyin_api [--credential KIND] [--base-url URL] [--data JSON] [--requests N] [--concurrency C] METHOD PATH
@@ -310,7 +313,7 @@ async fn run<T: TokenSource>(args: Args, inner: T) -> ExitCode {
                 }
             }
             Err(e) => {
-                eprintln!("douyin_api: request failed: {}", error_chain(&*e));
+                eprintln!("douyin_api: request failed: {}", describe(&*e));
                 failed += 1;
             }
         }
@@ -360,27 +363,4 @@ async fn shared_layer<T: TokenSource>(
     _: Credential,
 ) -> Result<DouyinAuthLayer, String> {
     Err("--redis needs the `redis` feature: cargo run --features redis --example douyin_api".into())
-}
-
-/// What failed and why, each said once: the error's own message, then its root cause if the
-/// message does not say it already. The crate's errors display what failed with the root
-/// cause ("could not get a token: the token endpoint request (…) failed: Connection
-/// refused"), so printing every source after it would repeat them; another error's root cause
-/// is added.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut root = e;
-    // Bounded: a chain of sources may, in theory, loop.
-    for _ in 0..32 {
-        match root.source() {
-            Some(next) => root = next,
-            None => break,
-        }
-    }
-    let cause = root.to_string();
-    if !out.contains(&cause) {
-        out.push_str(": ");
-        out.push_str(&cause);
-    }
-    out
 }

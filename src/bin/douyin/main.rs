@@ -9,6 +9,7 @@
 
 mod api;
 mod base_url;
+mod describe;
 mod pages;
 
 use std::process::ExitCode;
@@ -17,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use describe::describe;
 use douyin_auth::douyin::codes::Family;
 use douyin_auth::douyin::{
     ClientCredentials, HttpsClient, MiniAppCredentials, MiniGameCredentials, MINI_APP_BASE_URL,
@@ -266,26 +268,6 @@ async fn token(app: AppArgs) -> Result<(), Failure> {
         left.as_secs()
     );
     Ok(())
-}
-
-/// What failed and why, each said once: the error's message, then its root cause if the
-/// message does not say it already (the crate's errors do; an HTTP client's error may not).
-fn describe(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut root = e;
-    // Bounded: a chain of sources may, in theory, loop.
-    for _ in 0..32 {
-        match root.source() {
-            Some(next) => root = next,
-            None => break,
-        }
-    }
-    let cause = root.to_string();
-    if !out.contains(&cause) {
-        out.push_str(": ");
-        out.push_str(&cause);
-    }
-    out
 }
 
 /// `1h 59m 59s`.
