@@ -499,25 +499,20 @@ where
                             // are settled without boxing the reader. One that keeps the
                             // reader waiting moves to the `Peek` state, box and all.
                             let mut peek = Peek::new(head, body);
-                            match peek.poll_fill(
+                            let read = read_answer(
+                                &mut peek,
                                 cx,
-                                this.shared.peek_limit,
-                                this.shared.peek_timeout,
-                            ) {
-                                Poll::Ready(filled) => match settle(
-                                    &mut peek,
-                                    filled,
-                                    this.shared,
-                                    this.cache,
-                                    *this.generation,
-                                    this.replay,
-                                ) {
-                                    Settled::Next(next) => next,
-                                    Settled::Answer(out) => {
-                                        this.state.set(State::Done);
-                                        return Poll::Ready(out);
-                                    }
-                                },
+                                this.shared,
+                                this.cache,
+                                *this.generation,
+                                this.replay,
+                            );
+                            match read {
+                                Poll::Ready(Settled::Next(next)) => next,
+                                Poll::Ready(Settled::Answer(out)) => {
+                                    this.state.set(State::Done);
+                                    return Poll::Ready(out);
+                                }
                                 Poll::Pending => State::Peek {
                                     peek: Box::new(peek),
                                 },
@@ -526,19 +521,15 @@ where
                     }
                 }
                 StateProj::Peek { peek } => {
-                    let filled = ready!(peek.poll_fill(
-                        cx,
-                        this.shared.peek_limit,
-                        this.shared.peek_timeout
-                    ));
-                    match settle(
+                    let read = read_answer(
                         peek,
-                        filled,
+                        cx,
                         this.shared,
                         this.cache,
                         *this.generation,
                         this.replay,
-                    ) {
+                    );
+                    match ready!(read) {
                         Settled::Next(next) => next,
                         Settled::Answer(out) => {
                             this.state.set(State::Done);
@@ -655,6 +646,24 @@ enum Settled<F, ReqBody, ResBody: Body> {
     Answer(Result<Response<ResponseBody<ResBody>>, Error>),
 }
 
+/// Reads a JSON answer's body for the classifier (bounded by the peek limit and timeout) and
+/// settles what it leads to.
+fn read_answer<F, ReqBody, ResBody, C>(
+    peek: &mut Peek<ResBody>,
+    cx: &mut Context<'_>,
+    shared: &Shared<C>,
+    cache: &Option<Arc<TokenCache>>,
+    generation: Option<u64>,
+    replay: &Option<Replay>,
+) -> Poll<Settled<F, ReqBody, ResBody>>
+where
+    ResBody: Body<Data = Bytes> + Unpin,
+    C: ClassifyExpiry,
+{
+    let filled = ready!(peek.poll_fill(cx, shared.peek_limit, shared.peek_timeout));
+    Poll::Ready(settle(peek, filled, shared, cache, generation, replay))
+}
+
 /// The answer a JSON body was read for, classified: handed back, or the next state.
 fn settle<F, ReqBody, ResBody, C>(
     peek: &mut Peek<ResBody>,
@@ -735,7 +744,7 @@ fn on_rejected<F, ReqBody, ResBody>(
         return Err(Box::new(first));
     };
     let path = replay.as_ref().map(Replay::path);
-    let next = cache.rejected(generation, rejection, path);
+    let next = cache.rejected(generation, rejection, path.as_deref());
     tracing::debug!(
         target: "douyin_auth",
         generation,

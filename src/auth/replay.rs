@@ -1,5 +1,7 @@
 //! The replay copy of a request: its head, and its body buffered up to the replay limit.
 
+use std::borrow::Cow;
+
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::{Extensions, HeaderMap, Method, Request, Uri, Version};
 use http_body::Body;
@@ -96,12 +98,15 @@ impl Replay {
         })
     }
 
-    /// The request's path, as [`Uri::path`] reads it.
-    pub(crate) fn path(&self) -> &str {
+    /// The request's path, as [`Uri::path`] reads it (a packed copy's URI is read again: this
+    /// is for an answer that rejected the token, not for every request).
+    pub(crate) fn path(&self) -> Cow<'_, str> {
         match &self.head {
-            Head::Bare { uri, .. } => uri.path(),
-            Head::Packed(p) => p.path(),
-            Head::Parts(parts) => parts.uri.path(),
+            Head::Bare { uri, .. } => Cow::Borrowed(uri.path()),
+            Head::Packed(p) => p
+                .uri()
+                .map_or(Cow::Borrowed("/"), |uri| Cow::Owned(uri.path().to_owned())),
+            Head::Parts(parts) => Cow::Borrowed(parts.uri.path()),
         }
     }
 
@@ -155,7 +160,7 @@ impl Replay {
 /// behind its length (`u32`, little-endian):
 ///
 /// - the method; the scheme, the authority, and the path and query, each with a presence
-///   byte before it; the path as [`Uri::path`] reads it;
+///   byte before it;
 /// - the number of headers, then for each: its name, a sensitivity byte and its value.
 ///
 /// Unpacking (only for a retry) parses each part again, so a packed copy never yields what
@@ -163,8 +168,6 @@ impl Replay {
 #[derive(Clone)]
 pub(crate) struct Packed {
     buf: Box<[u8]>,
-    // Where the path starts in `buf`, and its length.
-    path: (u32, u32),
 }
 
 impl Packed {
@@ -175,7 +178,7 @@ impl Packed {
             uri.authority().map(http::uri::Authority::as_str),
             uri.path_and_query().map(http::uri::PathAndQuery::as_str),
         ];
-        let mut size = LEN + method.as_str().len() + LEN + uri.path().len() + LEN;
+        let mut size = LEN + method.as_str().len() + LEN;
         size += parts
             .iter()
             .map(|p| 1 + LEN + p.map_or(0, str::len))
@@ -190,9 +193,6 @@ impl Packed {
             buf.push(u8::from(part.is_some()));
             put(&mut buf, part.unwrap_or_default().as_bytes())?;
         }
-        let path_at = u32::try_from(buf.len() + LEN).ok()?;
-        put(&mut buf, uri.path().as_bytes())?;
-        let path = (path_at, u32::try_from(uri.path().len()).ok()?);
         buf.extend_from_slice(&u32::try_from(headers.len()).ok()?.to_le_bytes());
         for (name, value) in headers {
             put(&mut buf, name.as_str().as_bytes())?;
@@ -202,36 +202,20 @@ impl Packed {
         debug_assert_eq!(buf.len(), size);
         Some(Self {
             buf: buf.into_boxed_slice(),
-            path,
         })
     }
 
-    fn path(&self) -> &str {
-        let (at, len) = (self.path.0 as usize, self.path.1 as usize);
-        self.buf
-            .get(at..at.saturating_add(len))
-            .and_then(|p| std::str::from_utf8(p).ok())
-            .unwrap_or("/")
+    /// The URI alone.
+    fn uri(&self) -> Option<Uri> {
+        let mut r = Reader(&self.buf);
+        r.take()?;
+        r.uri()
     }
 
     fn unpack(&self) -> Option<(Method, Uri, HeaderMap)> {
         let mut r = Reader(&self.buf);
         let method = Method::from_bytes(r.take()?).ok()?;
-        let mut uri = http::uri::Parts::default();
-        let scheme = r.part()?;
-        let authority = r.part()?;
-        let path_and_query = r.part()?;
-        uri.scheme = scheme.map(http::uri::Scheme::try_from).transpose().ok()?;
-        uri.authority = authority
-            .map(http::uri::Authority::try_from)
-            .transpose()
-            .ok()?;
-        uri.path_and_query = path_and_query
-            .map(http::uri::PathAndQuery::try_from)
-            .transpose()
-            .ok()?;
-        let uri = Uri::from_parts(uri).ok()?;
-        r.take()?; // the path, read from the URI itself
+        let uri = r.uri()?;
         let n = usize::try_from(r.u32()?).ok()?;
         // One more for the token.
         let mut headers = HeaderMap::with_capacity(n.saturating_add(1));
@@ -274,6 +258,27 @@ impl<'a> Reader<'a> {
         let bytes = self.0.get(..n)?;
         self.0 = &self.0[n..];
         Some(bytes)
+    }
+
+    /// The URI's three parts, put together.
+    fn uri(&mut self) -> Option<Uri> {
+        let scheme = self.part()?;
+        let authority = self.part()?;
+        let path_and_query = self.part()?;
+        let parts = {
+            let mut parts = http::uri::Parts::default();
+            parts.scheme = scheme.map(http::uri::Scheme::try_from).transpose().ok()?;
+            parts.authority = authority
+                .map(http::uri::Authority::try_from)
+                .transpose()
+                .ok()?;
+            parts.path_and_query = path_and_query
+                .map(http::uri::PathAndQuery::try_from)
+                .transpose()
+                .ok()?;
+            parts
+        };
+        Uri::from_parts(parts).ok()
     }
 
     /// An optional part: `Some(None)` when it was absent.
@@ -474,10 +479,9 @@ mod tests {
         for cut in 0..p.buf.len() {
             let short = Packed {
                 buf: p.buf[..cut].into(),
-                path: p.path,
             };
             assert!(short.unpack().is_none(), "{cut}");
-            let _ = short.path();
+            let _ = short.uri();
         }
     }
 
