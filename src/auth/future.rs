@@ -23,7 +23,7 @@ use tower_service::Service;
 use super::options::Shared;
 use super::peek::{too_large, Filled, Peek};
 use super::placement::attach;
-use super::replay::{BufferedBytes, Plan, Replay};
+use super::replay::{read_body, BufferedBytes, Plan, Read, Replay};
 use crate::body::{contiguous, ReadAhead, ReplayBody, ResponseBody};
 use crate::cache::{AfterRejection, Ready, TokenCache, TokenHandle};
 use crate::error::{BoxError, Error};
@@ -100,6 +100,16 @@ where
                         Some(take_ready(this_inner))
                     }
                     Read::Failed(e) => {
+                        let e = Error::Body(e.into());
+                        return Self::with_state(
+                            None,
+                            shared,
+                            cache,
+                            State::Failed { error: Some(e) },
+                        );
+                    }
+                    Read::TooLarge => {
+                        let e = Error::BodyTooLarge { limit };
                         return Self::with_state(
                             None,
                             shared,
@@ -183,51 +193,6 @@ where
             None,
             State::Failed { error: Some(error) },
         )
-    }
-}
-
-/// How reading a request body for the replay stopped.
-enum Read {
-    /// The body ended; `buf` (and `trailers`) hold all of it.
-    Ended,
-    /// The body keeps the reader waiting; what came is in `buf`.
-    Waiting,
-    /// The body failed, or yielded more than the replay limit.
-    Failed(Error),
-}
-
-/// Reads a request body for the replay, frame by frame, while frames are ready, never past
-/// the replay limit (a body that yields more than it declared is not buffered without bound).
-fn read_body<B>(
-    body: &mut B,
-    cx: &mut Context<'_>,
-    buf: &mut BufferedBytes,
-    trailers: &mut Option<Box<HeaderMap>>,
-    limit: usize,
-) -> Read
-where
-    B: Body + Unpin,
-    B::Error: Into<BoxError>,
-{
-    loop {
-        match Pin::new(&mut *body).poll_frame(cx) {
-            Poll::Pending => return Read::Waiting,
-            Poll::Ready(None) => return Read::Ended,
-            Poll::Ready(Some(Err(e))) => return Read::Failed(Error::Body(e.into())),
-            Poll::Ready(Some(Ok(frame))) => {
-                match frame.into_data() {
-                    Ok(data) => buf.push(data),
-                    Err(frame) => {
-                        if let Ok(t) = frame.into_trailers() {
-                            *trailers = Some(Box::new(t));
-                        }
-                    }
-                }
-                if buf.len() > limit {
-                    return Read::Failed(Error::BodyTooLarge { limit });
-                }
-            }
-        }
     }
 }
 
@@ -396,7 +361,12 @@ where
                     Read::Waiting => return Poll::Pending,
                     Read::Failed(e) => {
                         this.state.set(State::Done);
-                        return Poll::Ready(Err(e));
+                        return Poll::Ready(Err(Error::Body(e.into())));
+                    }
+                    Read::TooLarge => {
+                        let limit = this.shared.replay_limit;
+                        this.state.set(State::Done);
+                        return Poll::Ready(Err(Error::BodyTooLarge { limit }));
                     }
                     Read::Ended => {
                         let Some(mut head) = this.replay.take() else {

@@ -1,14 +1,13 @@
 //! Where the token goes on a request ([`TokenPlacement`]), and putting it there.
 
 use std::borrow::Cow;
-use std::task::{Context, Poll, Waker};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{Request, Uri};
-use http_body::Body;
 
 use super::options::Shared;
+use super::replay::read_now;
 use crate::body::ReplayBody;
 use crate::cache::{HeaderFormat, Ready};
 use crate::error::Error;
@@ -222,33 +221,6 @@ fn form_type(headers: &http::HeaderMap) -> (bool, bool) {
         })
     });
     (is_form, content_type.is_none())
-}
-
-/// All of `body` if it yields it without waiting (a body rebuilt from bytes, or a complete
-/// one), at most `limit` bytes; `None` otherwise.
-fn read_now<B: Body>(body: B, limit: usize) -> Option<Bytes> {
-    let mut body = std::pin::pin!(body);
-    let mut cx = Context::from_waker(Waker::noop());
-    let mut out = BytesMut::new();
-    loop {
-        match body.as_mut().poll_frame(&mut cx) {
-            Poll::Ready(None) => return Some(out.freeze()),
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Ok(mut data) = frame.into_data() {
-                    if out.len() + data.remaining() > limit {
-                        return None;
-                    }
-                    while data.has_remaining() {
-                        let chunk = data.chunk();
-                        out.extend_from_slice(chunk);
-                        let n = chunk.len();
-                        data.advance(n);
-                    }
-                }
-            }
-            Poll::Ready(Some(Err(_))) | Poll::Pending => return None,
-        }
-    }
 }
 
 /// `body`, a form, with the field `name` set to `value`: every `name` field it had is removed

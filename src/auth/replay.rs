@@ -1,6 +1,8 @@
 //! The replay copy of a request: its head, and its body buffered up to the replay limit.
 
 use std::borrow::Cow;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::{Extensions, HeaderMap, Method, Request, Uri, Version};
@@ -329,6 +331,60 @@ impl BufferedBytes {
             Self::One(b) => b,
             Self::Many(m) => m.freeze(),
         }
+    }
+}
+
+/// How reading a request body for the replay stopped.
+pub(crate) enum Read<E> {
+    /// The body ended; `buf` (and `trailers`) hold all of it.
+    Ended,
+    /// The body keeps the reader waiting; what came is in `buf`.
+    Waiting,
+    /// The body failed.
+    Failed(E),
+    /// The body yielded more than the limit (more than it declared).
+    TooLarge,
+}
+
+/// Reads a request body for the replay, frame by frame, while frames are ready, never past
+/// `limit` (a body that yields more than it declared is not buffered without bound).
+pub(crate) fn read_body<B: Body + Unpin>(
+    body: &mut B,
+    cx: &mut Context<'_>,
+    buf: &mut BufferedBytes,
+    trailers: &mut Option<Box<HeaderMap>>,
+    limit: usize,
+) -> Read<B::Error> {
+    loop {
+        match Pin::new(&mut *body).poll_frame(cx) {
+            Poll::Pending => return Read::Waiting,
+            Poll::Ready(None) => return Read::Ended,
+            Poll::Ready(Some(Err(e))) => return Read::Failed(e),
+            Poll::Ready(Some(Ok(frame))) => {
+                match frame.into_data() {
+                    Ok(data) => buf.push(data),
+                    Err(frame) => {
+                        if let Ok(t) = frame.into_trailers() {
+                            *trailers = Some(Box::new(t));
+                        }
+                    }
+                }
+                if buf.len() > limit {
+                    return Read::TooLarge;
+                }
+            }
+        }
+    }
+}
+
+/// All of `body` if it yields it without waiting (a body rebuilt from bytes, or a complete
+/// one), at most `limit` bytes; `None` otherwise. Trailers are not kept.
+pub(crate) fn read_now<B: Body + Unpin>(mut body: B, limit: usize) -> Option<Bytes> {
+    let (mut buf, mut trailers) = (BufferedBytes::default(), None);
+    let mut at_once = Context::from_waker(std::task::Waker::noop());
+    match read_body(&mut body, &mut at_once, &mut buf, &mut trailers, limit) {
+        Read::Ended => Some(buf.finish()),
+        Read::Waiting | Read::Failed(_) | Read::TooLarge => None,
     }
 }
 
