@@ -1,6 +1,7 @@
 //! [`ResponseBody`]: the answer's body handed back byte for byte, peeked frames first.
 //! [`ReadAhead`]: the frames read ahead for the classifier.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -199,20 +200,20 @@ impl<B: Body> Body for ResponseBody<B> {
 }
 
 /// Joins the data frames read so far into one contiguous buffer for the classifier; a single
-/// frame is borrowed, never copied.
-pub(crate) fn contiguous(read: &ReadAhead<Bytes>) -> Bytes {
+/// frame is borrowed, never copied nor reference-counted.
+pub(crate) fn contiguous(read: &ReadAhead<Bytes>) -> Cow<'_, [u8]> {
     let mut more = read.more.iter().filter_map(Frame::data_ref);
     match (&read.first, more.next()) {
-        (None, None) => Bytes::new(),
-        (Some(one), None) => one.clone(),
-        (None, Some(one)) if more.next().is_none() => one.clone(),
+        (None, None) => Cow::Borrowed(&[]),
+        (Some(one), None) => Cow::Borrowed(one),
+        (None, Some(one)) if more.next().is_none() => Cow::Borrowed(one),
         _ => {
             let mut out = Vec::new();
             let rest = read.more.iter().filter_map(Frame::data_ref);
             for d in read.first.iter().chain(rest) {
                 out.extend_from_slice(d);
             }
-            Bytes::from(out)
+            Cow::Owned(out)
         }
     }
 }
