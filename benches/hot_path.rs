@@ -31,7 +31,9 @@ use tower_http::set_header::SetRequestHeaderLayer;
 
 #[path = "support/driver.rs"]
 mod driver;
-use driver::{bare, douyin_json_1k, douyin_json_32k, one, Req, Res, TOKEN};
+use driver::{
+    bare, body_1k, body_32k, json_answer_1k, json_answer_32k, one, text_answer, Req, Res, TOKEN,
+};
 
 /// The inner service: answers at once with `res()`.
 fn inner(
@@ -39,31 +41,6 @@ fn inner(
 ) -> impl Service<Req, Response = Res, Error = Infallible, Future = Ready<Result<Res, Infallible>>> + Clone
 {
     tower::service_fn(move |_req: Req| ready(Ok(res())))
-}
-
-fn text_answer() -> Res {
-    Response::new(Full::new(Bytes::from_static(b"ok")))
-}
-
-static JSON_1K: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();
-static JSON_32K: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();
-
-fn json_answer_32k() -> Res {
-    let mut res = Response::new(Full::new(JSON_32K.get_or_init(douyin_json_32k).clone()));
-    res.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("application/json; charset=utf-8"),
-    );
-    res
-}
-
-fn json_answer() -> Res {
-    let mut res = Response::new(Full::new(JSON_1K.get_or_init(douyin_json_1k).clone()));
-    res.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("application/json; charset=utf-8"),
-    );
-    res
 }
 
 /// The request shapes, built fresh for each iteration (outside the timing): `bare` (from the
@@ -164,8 +141,8 @@ fn attach_only(c: &mut Criterion) {
 
 fn json_answer_peek(c: &mut Criterion) {
     let mut g = c.benchmark_group("json_answer_1k");
-    let mut base = baseline(inner(json_answer));
-    let mut auth = ours(inner(json_answer), true);
+    let mut base = baseline(inner(json_answer_1k));
+    let mut auth = ours(inner(json_answer_1k), true);
     bench_one(&mut g, "set_request_header", &mut base, bare);
     bench_one(&mut g, "douyin_auth", &mut auth, bare);
     // The baseline, then the answer parsed into a `serde_json::Value`: what a layer that
@@ -203,7 +180,7 @@ fn json_answer_peek(c: &mut Criterion) {
     bench_one(&mut g, "douyin_auth_peek_limit_64k", &mut reading, bare);
     g.finish();
 
-    let body = JSON_32K.get_or_init(douyin_json_32k).clone();
+    let body = body_32k();
     let classifier = DouyinExpiry::default();
     let mut g = c.benchmark_group("classify_32k");
     g.bench_function("douyin_expiry_scan", |b| {
@@ -243,7 +220,7 @@ fn json_answer_peek(c: &mut Criterion) {
     g.finish();
 
     // The classifier alone against parsing the same body.
-    let body = JSON_1K.get_or_init(douyin_json_1k).clone();
+    let body = body_1k();
     let classifier = DouyinExpiry::default();
     let mut g = c.benchmark_group("classify_1k");
     g.bench_function("douyin_expiry_peek", |b| {

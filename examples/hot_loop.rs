@@ -24,41 +24,15 @@ use std::hint::black_box;
 
 use bytes::Bytes;
 use douyin_auth::{DouyinAuthLayer, StaticToken, ACCESS_TOKEN_HEADER};
-use http::header::{HeaderValue, CONTENT_TYPE};
+use http::header::HeaderValue;
 use http::Response;
 use http_body::Body;
-use http_body_util::Full;
 use tower::{Layer, Service, ServiceExt};
 use tower_http::set_header::SetRequestHeaderLayer;
 
 #[path = "../benches/support/driver.rs"]
 mod driver;
-use driver::{bare, douyin_json_1k, douyin_json_32k, Req, Res, TOKEN};
-
-static JSON_1K: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();
-static JSON_32K: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();
-
-/// The answers the inner service gives.
-fn text() -> Res {
-    Response::new(Full::new(Bytes::from_static(b"ok")))
-}
-
-fn json(body: &'static std::sync::OnceLock<Bytes>, make: fn() -> Bytes) -> Res {
-    let mut res = Response::new(Full::new(body.get_or_init(make).clone()));
-    res.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("application/json; charset=utf-8"),
-    );
-    res
-}
-
-fn json1k() -> Res {
-    json(&JSON_1K, douyin_json_1k)
-}
-
-fn json32k() -> Res {
-    json(&JSON_32K, douyin_json_32k)
-}
+use driver::{bare, json_answer_1k, json_answer_32k, text_answer, Req, Res, TOKEN};
 
 fn inner(
     answer: fn() -> Res,
@@ -120,9 +94,9 @@ fn main() {
         .map(|s| s.parse().expect("a count"))
         .unwrap_or(10_000);
     let answer: fn() -> Res = match args.next().as_deref() {
-        None | Some("text") => text,
-        Some("json1k") => json1k,
-        Some("json32k") => json32k,
+        None | Some("text") => text_answer,
+        Some("json1k") => json_answer_1k,
+        Some("json32k") => json_answer_32k,
         Some(other) => panic!("unknown answer: {other} (text, json1k, json32k)"),
     };
     match which.as_str() {

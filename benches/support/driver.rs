@@ -68,6 +68,44 @@ pub fn douyin_json_32k() -> Bytes {
     }
 }
 
+static BODY_1K: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();
+static BODY_32K: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();
+
+/// The 1 KiB answer's body, built once.
+pub fn body_1k() -> Bytes {
+    BODY_1K.get_or_init(douyin_json_1k).clone()
+}
+
+/// The 32 KiB answer's body, built once.
+pub fn body_32k() -> Bytes {
+    BODY_32K.get_or_init(douyin_json_32k).clone()
+}
+
+/// A non-JSON answer.
+pub fn text_answer() -> Res {
+    Response::new(Full::new(Bytes::from_static(b"ok")))
+}
+
+/// A JSON answer with `body`, as Douyin sends it (`application/json; charset=utf-8`).
+pub fn json_answer(body: Bytes) -> Res {
+    let mut res = Response::new(Full::new(body));
+    res.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    res
+}
+
+/// The 1 KiB Douyin JSON answer.
+pub fn json_answer_1k() -> Res {
+    json_answer(body_1k())
+}
+
+/// The 32 KiB Douyin JSON answer.
+pub fn json_answer_32k() -> Res {
+    json_answer(body_32k())
+}
+
 /// A bare request: no headers, an empty body.
 pub fn bare() -> Req {
     Request::get(http::Uri::from_static("https://open.douyin.com/api/x/"))
