@@ -118,6 +118,30 @@ pub(crate) fn family(type_name: &str) -> &'static str {
     }
 }
 
+/// A source's labels (`family`, `source`), worked out once when its cache is made rather than
+/// from its type name at every event (a stale token is served to every request until the
+/// refresh lands). Empty without the feature.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SourceLabels {
+    #[cfg(feature = "metrics")]
+    family: &'static str,
+    #[cfg(feature = "metrics")]
+    source: &'static str,
+}
+
+impl SourceLabels {
+    /// The labels of a source whose full type name is `full`.
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    pub(crate) fn of(full: &'static str) -> Self {
+        Self {
+            #[cfg(feature = "metrics")]
+            family: family(full),
+            #[cfg(feature = "metrics")]
+            source: crate::source::short_type_name(full),
+        }
+    }
+}
+
 #[cfg(feature = "metrics")]
 // Each front end and store calls its own functions; a build without one leaves those unused.
 #[allow(dead_code)]
@@ -126,7 +150,6 @@ mod record {
     use std::time::Duration;
 
     use super::*;
-    use crate::source::short_type_name;
 
     fn outcome(ok: bool) -> &'static str {
         if ok {
@@ -136,20 +159,23 @@ mod record {
         }
     }
 
-    pub(crate) fn refreshed(source: &'static str, remaining: Option<Duration>, took: Duration) {
-        let (family, short) = (family(source), short_type_name(source));
+    pub(crate) fn refreshed(of: SourceLabels, remaining: Option<Duration>, took: Duration) {
         let outcome = outcome(remaining.is_some());
-        let labels = [("family", family), ("source", short), ("outcome", outcome)];
+        let labels = [
+            ("family", of.family),
+            ("source", of.source),
+            ("outcome", outcome),
+        ];
         metrics::counter!(REFRESHES, &labels).increment(1);
         metrics::histogram!(REFRESH_DURATION, &labels).record(took.as_secs_f64());
         if let Some(left) = remaining {
-            published(source, left);
+            published(of, left);
         }
     }
 
     /// A token was published with `left` to live: its lifetime then and its expiry time.
-    pub(crate) fn published(source: &'static str, left: Duration) {
-        let (family, short) = (family(source), short_type_name(source));
+    pub(crate) fn published(of: SourceLabels, left: Duration) {
+        let (family, short) = (of.family, of.source);
         metrics::gauge!(TOKEN_REMAINING, "family" => family, "source" => short)
             .set(left.as_secs_f64());
         // The wall clock only here, for the dashboards; the cache's deadlines are monotonic.
@@ -160,7 +186,7 @@ mod record {
             .set((now + left).as_secs_f64());
     }
 
-    pub(crate) fn backoff(source: &'static str, rate_limited: bool) {
+    pub(crate) fn backoff(of: SourceLabels, rate_limited: bool) {
         let reason = if rate_limited {
             "rate_limited"
         } else {
@@ -168,18 +194,18 @@ mod record {
         };
         metrics::counter!(
             BACKOFFS,
-            "family" => family(source),
-            "source" => short_type_name(source),
+            "family" => of.family,
+            "source" => of.source,
             "reason" => reason
         )
         .increment(1);
     }
 
-    pub(crate) fn stale_served(source: &'static str) {
+    pub(crate) fn stale_served(of: SourceLabels) {
         metrics::counter!(
             STALE_SERVED,
-            "family" => family(source),
-            "source" => short_type_name(source)
+            "family" => of.family,
+            "source" => of.source
         )
         .increment(1);
     }
@@ -220,14 +246,16 @@ mod record {
     use std::future::Future;
     use std::time::Duration;
 
+    use super::SourceLabels;
+
     #[inline(always)]
-    pub(crate) fn refreshed(_: &'static str, _: Option<Duration>, _: Duration) {}
+    pub(crate) fn refreshed(_: SourceLabels, _: Option<Duration>, _: Duration) {}
     #[inline(always)]
-    pub(crate) fn published(_: &'static str, _: Duration) {}
+    pub(crate) fn published(_: SourceLabels, _: Duration) {}
     #[inline(always)]
-    pub(crate) fn backoff(_: &'static str, _: bool) {}
+    pub(crate) fn backoff(_: SourceLabels, _: bool) {}
     #[inline(always)]
-    pub(crate) fn stale_served(_: &'static str) {}
+    pub(crate) fn stale_served(_: SourceLabels) {}
     #[inline(always)]
     pub(crate) fn retry_sent() {}
     #[inline(always)]

@@ -229,6 +229,8 @@ enum Next {
 pub(crate) struct TokenCache {
     current: ArcSwapOption<CachedToken>,
     source: Arc<dyn DynTokenSource>,
+    /// The source's metric labels, worked out once.
+    labels: crate::metrics::SourceLabels,
     // Shared by all the caches a per-user layer makes (one pointer a user, not 112 bytes).
     config: Arc<CacheConfig>,
     format: HeaderFormat,
@@ -266,6 +268,7 @@ impl TokenCache {
     ) -> Self {
         Self {
             current: ArcSwapOption::empty(),
+            labels: crate::metrics::SourceLabels::of(source.full_type_name()),
             source: Arc::from(source),
             config,
             format,
@@ -333,7 +336,7 @@ impl TokenCache {
                 generation = cached.generation,
                 "stale token served"
             );
-            crate::metrics::stale_served(self.source.full_type_name());
+            crate::metrics::stale_served(self.labels);
             self.refresh_in_background(now);
             return Some(cached.ready());
         }
@@ -537,7 +540,7 @@ impl TokenCache {
         match self.prepare(token, false, None) {
             Ok(c) => {
                 tracing::debug!(target: "douyin_auth", generation = c.generation, "token adopted from the store");
-                crate::metrics::published(self.source.full_type_name(), c.token.remaining());
+                crate::metrics::published(self.labels, c.token.remaining());
                 self.publish(&mut st, c);
                 true
             }
@@ -699,7 +702,7 @@ impl TokenCache {
                     self.config.refresh_timeout,
                 );
                 let retry_at = deadline(now, delay);
-                crate::metrics::backoff(self.source.full_type_name(), f.is_rate_limited());
+                crate::metrics::backoff(self.labels, f.is_rate_limited());
                 st.retry_at = Some(retry_at);
                 st.last_failure = Some(f.clone());
                 self.next_attempt
@@ -790,7 +793,7 @@ async fn run_refresh(
     };
     cache.finish(&outcome);
     crate::metrics::refreshed(
-        cache.source.full_type_name(),
+        cache.labels,
         outcome.as_ref().ok().map(|c| c.token.remaining()),
         started.elapsed(),
     );
